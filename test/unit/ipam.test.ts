@@ -1,0 +1,84 @@
+// SPDX-License-Identifier: Apache-2.0
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { IpAllocator, IpamConflictError, IpamExhaustedError } from "../../agent/ipam/allocator.js";
+import { formatIp, parseCidr, parseIp } from "../../agent/ipam/cidr.js";
+
+const dirs: string[] = [];
+function tmp(): string {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), "twill-ipam-"));
+  dirs.push(d);
+  return d;
+}
+afterEach(() => { for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true }); });
+
+describe("cidr", () => {
+  it.each([
+    { name: "v4", text: "10.244.1.7" },
+    { name: "v6 compressed", text: "fd00:10:244::5" },
+    { name: "v6 full", text: "2001:db8:1:2:3:4:5:6" },
+    { name: "v6 zero", text: "::" },
+    { name: "v6 leading run", text: "::1" },
+  ])("round-trips $name", ({ text }) => {
+    const { family, value } = parseIp(text);
+    expect(formatIp(family, value)).toBe(text);
+  });
+  it.each([
+    { name: "host bits set", text: "10.244.0.1/24", err: /host bits/ },
+    { name: "prefix too long", text: "10.0.0.0/33", err: /exceeds 32/ },
+    { name: "not a cidr", text: "banana", err: /not a CIDR/ },
+  ])("rejects $name", ({ text, err }) => {
+    expect(() => parseCidr(text)).toThrow(err);
+  });
+});
+
+describe("IpAllocator", () => {
+  const pools = [parseCidr("10.244.0.0/29"), parseCidr("fd00:10:244::/125")];
+
+  it("gives one address per family, never twice, and is idempotent per container", () => {
+    const a = IpAllocator.open(tmp(), pools);
+    const first = a.allocate("c1", "eth0");
+    expect(first.map((x) => x.ip)).toEqual(["10.244.0.1", "fd00:10:244::1"]);
+    expect(a.allocate("c1", "eth0").map((x) => x.ip)).toEqual(["10.244.0.1", "fd00:10:244::1"]);
+    expect(a.allocate("c2", "eth0").map((x) => x.ip)).toEqual(["10.244.0.2", "fd00:10:244::2"]);
+  });
+
+  it("survives a restart without reusing held addresses", () => {
+    const d = tmp();
+    const a = IpAllocator.open(d, pools);
+    const held = new Set(["c1", "c2", "c3"].flatMap((c) => a.allocate(c, "eth0").map((x) => x.ip)));
+    const b = IpAllocator.open(d, pools); // as after kill -9: only the files remain
+    const next = b.allocate("c4", "eth0").map((x) => x.ip);
+    for (const ip of next) expect(held.has(ip)).toBe(false);
+    expect(b.byContainer("c2").length).toBe(2);
+  });
+
+  it("reports exhaustion naming the pool and rolls back the other family", () => {
+    const a = IpAllocator.open(tmp(), [parseCidr("fd00:10:244::/126"), parseCidr("10.244.0.0/30")]);
+    a.allocate("c1", "eth0"); // v4 /30 has exactly 2 usable, v6 /126 has 3
+    a.allocate("c2", "eth0");
+    expect(() => a.allocate("c3", "eth0")).toThrow(IpamExhaustedError);
+    expect(() => a.allocate("c3", "eth0")).toThrow("pool 10.244.0.0/30 is exhausted");
+    expect(a.byContainer("c3")).toEqual([]); // the v6 address taken first was given back
+  });
+
+  it("release and gc give addresses back", () => {
+    const a = IpAllocator.open(tmp(), pools);
+    a.allocate("c1", "eth0");
+    a.allocate("c2", "eth0");
+    expect(a.release("c1").length).toBe(2);
+    expect(a.gc(new Set(["c9"])).map((x) => x.containerId)).toEqual(["c2", "c2"]);
+    expect(a.list()).toEqual([]);
+  });
+
+  it("refuses a requested address that another container holds", () => {
+    const a = IpAllocator.open(tmp(), pools);
+    a.allocate("c1", "eth0", ["10.244.0.5"]);
+    expect(() => a.allocate("c2", "eth0", ["10.244.0.5"])).toThrow(IpamConflictError);
+    expect(() => a.allocate("c2", "eth0", ["10.244.0.5"])).toThrow("already in use by container c1");
+    expect(() => a.allocate("c3", "eth0", ["192.168.0.1"])).toThrow(/not inside any pod CIDR/);
+    expect(a.byContainer("c2")).toEqual([]);
+  });
+});
