@@ -109,6 +109,11 @@ struct {
  * the agent reads are in the object's BTF for hack/gen-bpf-types.ts. */
 struct twill_btf_anchor_value {
 	struct flow_event event;
+	/* clang emits only a FWD for types reached through the pointer members
+	 * of policy_inner; libbpf 1.1 then cannot size the inner map
+	 * ("can't determine key size"), so anchor them as full types here. */
+	struct policy_key policy_key;
+	struct policy_entry policy_entry;
 	enum twill_direction direction;
 	enum twill_reason reason;
 	enum twill_identity_reserved identity;
