@@ -293,7 +293,7 @@ export interface NlError {
 }
 export function decodeNlError(msg: NlMessage): NlError {
   need(msg.payload, 4, "nlmsgerr");
-  const errno = -msg.payload.readInt32LE(0);
+  const errno = -msg.payload.readInt32LE(0) || 0; // "|| 0" turns -0 into 0
   let extAck: string | null = null;
   if (msg.flags & NLM_F.ACK_TLVS && msg.payload.length >= 4 + NLMSG_HDRLEN) {
     // With NETLINK_CAP_ACK only the request's header is echoed; otherwise its whole body.
