@@ -83,19 +83,21 @@ static __always_inline int from_pod_walk(struct __sk_buff *skb, struct walk *w)
 	if (ret)
 		return ret < 0 ? ret : TWILL_REASON_FORWARDED;
 
+	/* Rewrite before conntrack: an expired TTL must not open a connection,
+	 * and a frame that policy drops next may as well be rewritten. */
 	dst = lxc_lookup(&w->pkt);
+	if (dst) {
+		ret = lxc_rewrite(skb, dst);
+		if (ret < 0)
+			return ret;
+		w->redirect_ifindex = dst->ifindex;
+	}
 	if (ct_lookup(&w->pkt, &w->ct, skb->len) == CT_NEW) {
 		ret = from_pod_new(w, src, dst, skb->len);
 		if (ret < 0)
 			return ret;
 	}
-	if (!dst)
-		return TWILL_REASON_FORWARDED;
-	ret = lxc_rewrite(skb, dst);
-	if (ret < 0)
-		return ret;
-	w->redirect_ifindex = dst->ifindex;
-	return TWILL_REASON_REDIRECTED;
+	return dst ? TWILL_REASON_REDIRECTED : TWILL_REASON_FORWARDED;
 }
 
 static __always_inline int to_pod_walk(struct __sk_buff *skb, struct walk *w)
