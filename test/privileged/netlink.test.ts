@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import {
   addAddress, addRoute, createVethPair, CURRENT_NETNS_PATH, deleteAddress, deleteLink, deleteRoute, findLink, getLink,
   listAddresses, listLinks, listNeighbors, listRoutes, NetlinkArgumentError, NetlinkError, NetlinkNotFoundError,
-  NetlinkSocket, NetnsError, readSysctl, renameLink, setLinkDown, setLinkMtu, setLinkUp, setNeighbor, withNetns,
+  NetlinkSocket, NetnsError, openNetns, readSysctl, renameLink, setLinkDown, setLinkMtu, setLinkUp, setNeighbor, withNetns,
   writeSysctl,
 } from "../../agent/netlink/index.js";
 import { Cleanup, createNetns, ip, ipJson, nsExec, randomName, type TestNetns } from "../helpers/netns.js";
@@ -173,6 +173,19 @@ describe("netlink against the kernel", () => {
     expect(ipJson<IpRoute[]>(["route", "show"], node.name).filter((r) => r.dst.startsWith("10.244."))).toEqual([]);
     expect(ipJson<IpNeigh[]>(["neigh", "show"], pod.name)).toEqual([]);
     expect(() => getLink(nodeNl, hostIf)).toThrow(NetlinkNotFoundError);
+  });
+
+  it("places the peer by an already open netns fd", () => {
+    const node = createNetns(cleanup);
+    const pod = createNetns(cleanup);
+    const podNs = openNetns(pod.path);
+    try {
+      createVethPair(open(node), { name: "twtfd0", peerName: "eth1", peerNetns: { fd: podNs.fd } });
+    } finally {
+      podNs.close();
+    }
+    expect(ipJson<IpLink[]>(["link", "show"], node.name).map((l) => l.ifname).sort()).toEqual(["lo", "twtfd0"]);
+    expect(ipJson<IpLink[]>(["link", "show"], pod.name).map((l) => l.ifname).sort()).toEqual(["eth1", "lo"]);
   });
 
   it("renames a down link", () => {
