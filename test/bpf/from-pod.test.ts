@@ -196,15 +196,18 @@ describe("from_pod local delivery", () => {
     expect(d.drainEvents()).toEqual([expect.objectContaining({ type: EventType.NEW_CONN, dstIdentity: B.identity })]);
   });
 
-  it("ipv4 checksum stays valid across the carry (checksum near 0xffff)", () => {
+  it("ipv4 header checksum stays valid for every ttl, end-around carry included", () => {
     const d = setup();
-    // Vary the destination port until the header checksum needs the end-around carry.
-    for (let ttl = 2; ttl < 256; ttl += 17) {
-      const r = d.fromPod(fromA(B.ipv4, { proto: "udp", sport: 1, dport: 53 }, { ttl }));
-      const out = parsePacket(r.data);
+    let carries = 0;
+    for (let ttl = 2; ttl < 256; ttl++) {
+      const frame = fromA(B.ipv4, { proto: "udp", sport: 1, dport: 53 }, { ttl });
+      // the incremental update adds 0x0100 to the checksum: it wraps from here on
+      if (((frame[24]! << 8) | frame[25]!) >= 0xfeff) carries++;
+      const out = parsePacket(d.fromPod(frame).data);
       expect(out.ttl).toBe(ttl - 1);
       expect(out.ipChecksumOk).toBe(true);
     }
+    expect(carries).toBeGreaterThan(0);
   });
 });
 
