@@ -59,14 +59,19 @@ export function execDelegate(file: string, env: NodeJS.ProcessEnv, stdin: string
 function delegateError(type: string, verb: string, o: DelegateOutput): CniError {
   let msg = o.stdout.trim() || o.stderr.trim() || `exit code ${o.exitCode}`;
   let details: string | null = o.stderr.trim() || null;
+  let code: number = CniErrorCode.IpamFailure;
   try {
-    const j = JSON.parse(o.stdout) as { msg?: unknown; details?: unknown };
+    const j = JSON.parse(o.stdout) as { code?: unknown; msg?: unknown; details?: unknown };
     if (typeof j.msg === "string") msg = j.msg;
     if (typeof j.details === "string" && j.details !== "") details = j.details;
+    // The delegate's well-known codes mean the same thing for our caller (an
+    // incompatible version stays 1, "try again" stays 11); its private
+    // codes (100+) do not, so they become IpamFailure.
+    if (typeof j.code === "number" && j.code > 0 && j.code < 100) code = j.code;
   } catch {
     // not JSON: keep the raw text
   }
-  return new CniError(CniErrorCode.IpamFailure, `ipam ${type} ${verb}: ${msg}`, details);
+  return new CniError(code, `ipam ${type} ${verb}: ${msg}`, details);
 }
 
 /**
