@@ -10,7 +10,9 @@
 // (mapUpdate/mapLookup/mapDelete/mapKeys/mapNextKey + batch), mapCreate,
 // objPin/objGet/closeFd, links (linkCreate/linkDetach/linkUpdate), tc hooks
 // (tcHookCreate/tcHookDestroy/tcAttach/tcDetach), progLoadTrivial for probes,
-// progTestRun, RingBuffer, numPossibleCpus, onLibbpfMessage.
+// progTestRun, RingBuffer, linkInfo/progId/mapId, ifIndex, numPossibleCpus,
+// perCpuValueSize, onLibbpfMessage. (One file on purpose, over the usual size:
+// it is the single koffi importer.)
 import koffi from "koffi";
 import { Errno } from "./errno.js";
 import { BpfError, VerifierError, bpfError } from "./errors.js";
@@ -162,6 +164,7 @@ const f = {
   rbPoll: libbpf.func("int ring_buffer__poll(void *rb, int timeout_ms)"),
   rbConsume: libbpf.func("int ring_buffer__consume(void *rb)"),
   rbFree: libbpf.func("void ring_buffer__free(void *rb)"),
+  objInfo: libbpf.func("int bpf_obj_get_info_by_fd(int fd, _Inout_ uint8_t *info, _Inout_ uint32_t *info_len)"),
   numCpus: libbpf.func("int libbpf_num_possible_cpus(void)"),
   vsnprintf: libc.func("int vsnprintf(_Out_ uint8_t *buf, size_t n, const char *fmt, void *ap)"),
   close: libc.func("int close(int fd)"),
@@ -634,6 +637,51 @@ export function linkUpdate(linkFd: number, progFd: number, what: string): void {
   check(`update link ${what}`, f.linkUpdate(linkFd, progFd, null) as number);
 }
 
+function objInfo(fd: number, what: string): DataView {
+  // Larger than any bpf_*_info of this kernel; the kernel accepts a longer
+  // zeroed buffer and reports what it filled in.
+  const buf = new Uint8Array(512);
+  const len = [buf.length];
+  check(`get info of ${what}`, f.objInfo(fd, buf, len) as number);
+  return new DataView(buf.buffer);
+}
+
+/** What the kernel reports about a link (tcx links: target ifindex and attach type). */
+export interface LinkInfo {
+  readonly id: number;
+  /** enum bpf_link_type (11 = tcx). */
+  readonly type: number;
+  readonly progId: number;
+  /** For tcx links; 0 otherwise. */
+  readonly ifindex: number;
+  readonly attachType: number;
+}
+
+/** Describe a link fd. */
+export function linkInfo(linkFd: number): LinkInfo {
+  // struct bpf_link_info: type@0 id@4 prog_id@8, union@16 (tcx: ifindex@16 attach_type@20)
+  const v = objInfo(linkFd, `link fd ${linkFd}`);
+  const type = v.getUint32(0, true);
+  const tcx = type === 11;
+  return {
+    type,
+    id: v.getUint32(4, true),
+    progId: v.getUint32(8, true),
+    ifindex: tcx ? v.getUint32(16, true) : 0,
+    attachType: tcx ? v.getUint32(20, true) : 0,
+  };
+}
+
+/** Kernel id of a program fd (struct bpf_prog_info: id@4). */
+export function progId(progFd: number): number {
+  return objInfo(progFd, `program fd ${progFd}`).getUint32(4, true);
+}
+
+/** Kernel id of a map fd (struct bpf_map_info: id@4). */
+export function mapId(mapFd: number): number {
+  return objInfo(mapFd, `map fd ${mapFd}`).getUint32(4, true);
+}
+
 /** BPF_PROG_TYPE_SCHED_CLS */
 export const PROG_TYPE_SCHED_CLS = 3;
 
@@ -677,7 +725,8 @@ export function tcAttach(ifindex: number, point: number, progFd: number, handle:
 export function tcQuery(ifindex: number, point: number, handle: number, priority: number): number | null {
   const opts = { sz: koffi.sizeof(TcOpts), prog_fd: 0, flags: 0, prog_id: 0, handle, priority, tail_pad: 0 };
   const ret = f.tcQuery(tcHook(ifindex, point), opts) as number;
-  if (ret === -Errno.ENOENT || ret === -Errno.EINVAL) return null;
+  // no qdisc (EINVAL), no filter (ENOENT) or no device any more (ENODEV)
+  if (ret === -Errno.ENOENT || ret === -Errno.EINVAL || ret === -Errno.ENODEV) return null;
   check(`query tc filter on ifindex ${ifindex}`, ret);
   return opts.prog_id;
 }
@@ -686,7 +735,7 @@ export function tcQuery(ifindex: number, point: number, handle: number, priority
 export function tcDetach(ifindex: number, point: number, handle: number, priority: number): boolean {
   const opts = { sz: koffi.sizeof(TcOpts), prog_fd: 0, flags: 0, prog_id: 0, handle, priority, tail_pad: 0 };
   const ret = f.tcDetach(tcHook(ifindex, point), opts) as number;
-  if (ret === -Errno.ENOENT || ret === -Errno.EINVAL) return false;
+  if (ret === -Errno.ENOENT || ret === -Errno.EINVAL || ret === -Errno.ENODEV) return false;
   check(`detach tc filter on ifindex ${ifindex}`, ret);
   return true;
 }
