@@ -38,9 +38,12 @@ static __always_inline int from_pod_new(struct walk *w,
 	__u32 egress_ref = 0, ingress_ref = 0;
 	int ret;
 
-	w->ct.dst_identity = policy_remote_identity(w->pkt.daddr, w->pkt.family);
-	if (dst && w->ct.dst_identity == TWILL_IDENTITY_WORLD)
-		w->ct.dst_identity = dst->identity; /* ipcache not synced yet */
+	/* A local pod's identity is in its endpoint entry, which the agent
+	 * writes with the same identity as its ipcache entry: one LPM trie
+	 * walk less on the first packet of every same-node connection. */
+	w->ct.dst_identity =
+		dst ? dst->identity
+		    : policy_remote_identity(w->pkt.daddr, w->pkt.family);
 	ret = policy_check(w->ifindex, w->ct.dst_identity, TWILL_DIR_FROM_POD,
 			   &w->pkt, &egress_ref);
 	if (ret < 0)

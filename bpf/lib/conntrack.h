@@ -6,7 +6,8 @@
  *       Looks the tuple up as-is, then reversed. On a hit it counts the
  *       packet, sets SEEN_REPLY on a reply, CLOSING on TCP FIN/RST, and
  *       refreshes last_seen_ns at most once a second (a write to a shared
- *       cache line per packet would cost more than the lookup). A TCP SYN
+ *       cache line per packet would cost more than the lookup). A pure TCP
+ *       SYN is never looked up reversed. A TCP SYN
  *       (no ACK) on a CLOSING entry is a reused port: the entry is deleted
  *       and the packet reported as new so policy is evaluated again.
  *   ct_create(&pkt, &ct, len) -> 0 | -TWILL_DROP_CT_FULL
@@ -38,6 +39,14 @@ struct ct_state {
 	__u32 dst_identity;
 	__u32 rule_ref;
 };
+
+/* CLOCK_MONOTONIC at tick resolution: the same clock the agent's GC reads
+ * (it lags by less than a tick, far below any timeout), without the TSC read
+ * that bpf_ktime_get_ns costs on every established packet. */
+static __always_inline __u64 ct_now(void)
+{
+	return bpf_ktime_get_coarse_ns();
+}
 
 static __always_inline void ct_build_key(const struct pkt_info *pkt,
 					 struct ct_state *ct, int reverse)
@@ -97,7 +106,7 @@ static __always_inline void ct_update(struct ct_entry *e,
 	 * gain bits, so a lost race is repaired by the next packet. */
 	if ((e->flags & want) != want)
 		e->flags |= want;
-	now = bpf_ktime_get_ns();
+	now = ct_now();
 	if (now - e->last_seen_ns >= CT_REFRESH_NS)
 		e->last_seen_ns = now;
 }
@@ -120,6 +129,11 @@ static __always_inline int ct_lookup(const struct pkt_info *pkt,
 		ct_update(e, pkt, len, 0);
 		return CT_ESTABLISHED;
 	}
+	/* a pure SYN opens a connection, it never answers one: skip the
+	 * second (usually cache-cold) bucket on the first packet */
+	if ((pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN &&
+	    pkt->protocol == IPPROTO_TCP)
+		return CT_NEW;
 	ct_build_key(pkt, ct, 1);
 	e = ct_find(pkt, ct);
 	if (e) {
@@ -134,7 +148,7 @@ static __always_inline int ct_create(const struct pkt_info *pkt,
 				     struct ct_state *ct, __u32 len)
 {
 	struct ct_entry e = {};
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = ct_now();
 	long err;
 
 	e.created_ns = now;
