@@ -7,7 +7,10 @@ import { describe, expect, it } from "vitest";
 import type { ContainerPort, LabelSelector, Namespace, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, Pod } from "../../agent/k8s/manifest-types.js";
 import { validateNetworkPolicy } from "../../agent/k8s/manifest-types.js";
 import { evaluateProbe, type ClusterState, type Probe, type ProbeEnd } from "../../agent/policy/evaluator.js";
-import { formatRuleId } from "../../agent/policy/rule-ref.js";
+import { RuleRefTable, formatRuleId } from "../../agent/policy/rule-ref.js";
+import { securityLabelsOf } from "../../agent/identity/labels.js";
+import { UntrackedSelectorError, compileEndpointPolicy, trackPolicySelectors } from "../../agent/policy/compiler.js";
+import { SelectorCache } from "../../agent/policy/selector.js";
 import { buildDatapath } from "../fixtures/policy/datapath-sim.js";
 
 // ---- generators ---------------------------------------------------------
@@ -304,5 +307,42 @@ describe("tricky NetworkPolicy cases", () => {
     expect(v.ingress.allowedBy.map(formatRuleId)).toEqual(["default/db-in/ingress[1]"]);
     const rule = buildDatapath(state).verdict(probe).ingressRule;
     expect(rule ? formatRuleId(rule) : null).toBe("default/db-in/ingress[1]");
+  });
+});
+
+describe("compileEndpointPolicy entries", () => {
+  const dbLabels = securityLabelsOf("default", { app: "db" }, {});
+  const webLabels = securityLabelsOf("default", { app: "web" }, {});
+  const endpoint = { identity: 257, labels: dbLabels, namedPorts: [{ name: "pg", port: 5432, protocol: "TCP" as const }] };
+  function compile(policies: NetworkPolicy[]): string[] {
+    const cache = new SelectorCache();
+    cache.upsertIdentity(256, { kind: "labels", labels: webLabels });
+    cache.upsertIdentity(257, { kind: "labels", labels: dbLabels });
+    for (const p of policies) trackPolicySelectors(cache, p);
+    const entries = compileEndpointPolicy(endpoint, { policies, selectorCache: cache, remoteNamedPorts: new Map(), ruleRefs: new RuleRefTable() });
+    return entries.map((e) => `${e.key.identity} dir${e.key.direction} p${e.key.protocol} ${e.key.port}/${e.key.prefixLen} -> ${e.ruleRef}`);
+  }
+
+  it.each([
+    { name: "no policy: both directions open", policies: [], want: ["0 dir0 p0 0/40 -> 0", "0 dir1 p0 0/40 -> 0"] },
+    {
+      name: "ingress from web on 80-81 and named port pg",
+      policies: intoDb([{ from: [{ podSelector: { matchLabels: { app: "web" } } }], ports: [{ port: 80, endPort: 81 }, { port: "pg" }] }]),
+      want: ["0 dir0 p0 0/40 -> 0", "256 dir1 p6 5432/64 -> 1", "256 dir1 p6 80/63 -> 1"],
+    },
+    { name: "ingress [] leaves only the open egress entry", policies: intoDb([]), want: ["0 dir0 p0 0/40 -> 0"] },
+    {
+      name: "egress-only policy to UDP, any destination",
+      policies: [np("default", "dns", { podSelector: {}, policyTypes: ["Egress"], egress: [{ ports: [{ protocol: "UDP" }] }] })],
+      want: ["0 dir0 p17 0/48 -> 1", "0 dir1 p0 0/40 -> 0"],
+    },
+  ])("$name", ({ policies, want }) => {
+    expect(compile(policies)).toEqual(want);
+  });
+
+  it("refuses to compile with a selector the cache does not track", () => {
+    const policies = intoDb([{ from: [{ podSelector: {} }] }]);
+    const ctx = { policies, selectorCache: new SelectorCache(), remoteNamedPorts: new Map(), ruleRefs: new RuleRefTable() };
+    expect(() => compileEndpointPolicy(endpoint, ctx)).toThrow(UntrackedSelectorError);
   });
 });
