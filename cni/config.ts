@@ -4,9 +4,11 @@
 // a runtime expects (4 env, 6 JSON, 7 config, 1 version, 2 unsupported field).
 //
 // API: parseEnv, parseCniArgs, parseNetConf, hostVethName, validateIfname,
-// CniEnv, NetConf, DEFAULT_SOCKET, DEFAULT_MTU, CNI_COMMANDS.
+// CniEnv, NetConf, DEFAULT_SOCKET, DEFAULT_MTU, CNI_COMMANDS. Optional config
+// fields: socket, mtu, logLevel, ipam, deletionQueueDir.
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
+import { DEFAULT_DELETION_QUEUE_DIR } from "./deletion-queue.js";
 import { CniError, CniErrorCode } from "./errors.js";
 import { isSupportedVersion, parseResult, verbAllowed, type CniResult, type CniVersion } from "./version.js";
 
@@ -49,6 +51,8 @@ export interface NetConf {
   readonly socket: string;
   readonly mtu: number;
   readonly logLevel: CniLogLevel;
+  /** Where DEL queues deletions while the agent is unreachable. */
+  readonly deletionQueueDir: string;
   /** The whole ipam object when ipam.type is set (delegated IPAM), else null. */
   readonly ipam: Readonly<Record<string, unknown>> | null;
   /** Parsed prevResult (chained plugins before us), null when absent. */
@@ -182,6 +186,10 @@ export function parseNetConf(raw: Record<string, unknown>, command: CniCommand):
   if (typeof logLevel !== "string" || !(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     throw confError("logLevel", `${JSON.stringify(logLevel)} is not one of ${LOG_LEVELS.join(", ")}`);
   }
+  const deletionQueueDir = raw["deletionQueueDir"] ?? DEFAULT_DELETION_QUEUE_DIR;
+  if (typeof deletionQueueDir !== "string" || !deletionQueueDir.startsWith("/")) {
+    throw confError("deletionQueueDir", "must be an absolute path");
+  }
   // We never masquerade: the node's routing decides. Saying yes silently
   // would let a user believe pods are NATed when they are not.
   if (raw["ipMasq"] === true) {
@@ -201,7 +209,7 @@ export function parseNetConf(raw: Record<string, unknown>, command: CniCommand):
   const prevResult = prevRaw === undefined || prevRaw === null ? null : parseResult(prevRaw, version);
   const validAttachments = command === "GC" ? parseAttachments(raw) : [];
   return {
-    cniVersion: version, name, type, socket, mtu, logLevel: logLevel as CniLogLevel,
+    cniVersion: version, name, type, socket, mtu, logLevel: logLevel as CniLogLevel, deletionQueueDir,
     ipam, prevResult, validAttachments, raw,
   };
 }

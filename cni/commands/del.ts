@@ -9,14 +9,15 @@
 import { AgentClient, isAgentUnreachable } from "../client.js";
 import { hostVethName } from "../config.js";
 import { delegateIpam } from "../delegate-ipam.js";
-import { DEFAULT_DELETION_QUEUE_DIR, enqueueDeletion } from "../deletion-queue.js";
+import { enqueueDeletion } from "../deletion-queue.js";
 import { CniError, CniErrorCode } from "../errors.js";
 import { datapathError, type CniRequest } from "../request.js";
 import { removeVeth } from "../wiring.js";
 
 /** Run DEL; prints nothing on success. */
-export async function cmdDel(req: CniRequest, queueDir = DEFAULT_DELETION_QUEUE_DIR): Promise<void> {
+export async function cmdDel(req: CniRequest): Promise<void> {
   const { env, conf, log } = req;
+  const queueDir = conf.deletionQueueDir;
   if (conf.ipam === null) {
     const client = new AgentClient(conf.socket);
     try {
