@@ -61,8 +61,9 @@ static __always_inline int from_pod_new(struct walk *w,
 	ret = ct_create(&w->pkt, &w->ct, len);
 	if (ret < 0)
 		return ret;
-	events_emit(TWILL_EVENT_NEW_CONN, TWILL_DIR_FROM_POD, 0, w->ifindex,
-		    &w->pkt, &w->ct, len);
+	events_emit(TWILL_EVENT_NEW_CONN, TWILL_DIR_FROM_POD,
+		    dst ? TWILL_REASON_REDIRECTED : TWILL_REASON_FORWARDED,
+		    w->ifindex, &w->pkt, &w->ct, len);
 	return 0;
 }
 
@@ -131,8 +132,9 @@ static __always_inline int to_pod_walk(struct __sk_buff *skb, struct walk *w)
 	ret = ct_create(&w->pkt, &w->ct, skb->len);
 	if (ret < 0)
 		return ret;
-	events_emit(TWILL_EVENT_NEW_CONN, TWILL_DIR_TO_POD, 0, w->ifindex,
-		    &w->pkt, &w->ct, skb->len);
+	events_emit(TWILL_EVENT_NEW_CONN, TWILL_DIR_TO_POD,
+		    TWILL_REASON_FORWARDED, w->ifindex, &w->pkt, &w->ct,
+		    skb->len);
 	return TWILL_REASON_FORWARDED;
 }
 

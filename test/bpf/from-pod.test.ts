@@ -88,7 +88,7 @@ describe("from_pod new connections", () => {
     const ct = d.ctLookup({ src, dst: row.dst, sport: row.ctPorts[0], dport: row.ctPorts[1], protocol: row.protocol });
     expect(ct).toMatchObject({ packets: 1n, bytes: BigInt(frame.length), srcIdentity: A.identity, dstIdentity: row.dstIdentity, flags: row.ctFlags, ruleRef: row.ruleRef });
     expect(d.drainEvents()).toEqual([
-      expect.objectContaining({ type: EventType.NEW_CONN, direction: Dir.FROM_POD, ifindex: A.ifindex, srcIdentity: A.identity, dstIdentity: row.dstIdentity, ruleRef: row.ruleRef, protocol: row.protocol, family: src.includes(":") ? 10 : 2, pktLen: frame.length }),
+      expect.objectContaining({ type: EventType.NEW_CONN, reason: Reason.FORWARDED, direction: Dir.FROM_POD, ifindex: A.ifindex, srcIdentity: A.identity, dstIdentity: row.dstIdentity, ruleRef: row.ruleRef, protocol: row.protocol, family: src.includes(":") ? 10 : 2, pktLen: frame.length }),
     ]);
   });
 });
@@ -193,7 +193,7 @@ describe("from_pod local delivery", () => {
     const out = parsePacket(r.data);
     expect(out).toMatchObject({ srcMac: B.nodeMac, dstMac: B.mac, ttl: 63, ipChecksumOk: true, l4ChecksumOk: true });
     expect(d.metric(Dir.FROM_POD, Reason.REDIRECTED)).toBe(1);
-    expect(d.drainEvents()).toEqual([expect.objectContaining({ type: EventType.NEW_CONN, dstIdentity: B.identity })]);
+    expect(d.drainEvents()).toEqual([expect.objectContaining({ type: EventType.NEW_CONN, reason: Reason.REDIRECTED, srcIdentity: A.identity, dstIdentity: B.identity })]);
   });
 
   it("ipv4 header checksum stays valid for every ttl, end-around carry included", () => {
