@@ -5,7 +5,8 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { ContainerPort, LabelSelector, Namespace, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, Pod } from "../../agent/k8s/manifest-types.js";
-import { validateNetworkPolicy } from "../../agent/k8s/manifest-types.js";
+import { podIpsOf, validateNetworkPolicy } from "../../agent/k8s/manifest-types.js";
+import { formatIp, parseIp } from "../../agent/ipam/cidr.js";
 import { evaluateProbe, type ClusterState, type Probe, type ProbeEnd } from "../../agent/policy/evaluator.js";
 import { RuleRefTable, formatRuleId } from "../../agent/policy/rule-ref.js";
 import { securityLabelsOf } from "../../agent/identity/labels.js";
@@ -48,25 +49,38 @@ function ipv4(n: number): string {
 }
 const EXT_BASE = 0xc6120000; // 198.18.0.0
 const POD_BASE = 0x0af40000; // 10.244.0.0
+const EXT6 = "2001:db8::"; // outside IPv6 addresses: 2001:db8::0-3ff
+const POD6 = "fd00:10:244::"; // pod IPv6 addresses: fd00:10:244::1..
 
-/** A prefix of len `len` around a random address of a /22 (externals) or /24 (pods) pool, plus excepts inside it. */
+/** Address pools: a 10-bit space of each family for outside hosts, the pods' space, and the whole family. */
+const POOLS = [
+  { family: 4 as const, base: BigInt(EXT_BASE), bits: 32, minLen: 21 },
+  { family: 4 as const, base: BigInt(POD_BASE), bits: 32, minLen: 21 },
+  { family: 4 as const, base: 0n, bits: 32, minLen: 0 },
+  { family: 6 as const, base: parseIp(EXT6).value, bits: 128, minLen: 117 },
+  { family: 6 as const, base: parseIp(POD6).value, bits: 128, minLen: 117 },
+  { family: 6 as const, base: 0n, bits: 128, minLen: 0 },
+];
+
+/** A prefix around a random address of a pool, plus excepts strictly inside it. */
 const ipBlockArb = fc
   .record({
-    pool: fc.constantFrom(EXT_BASE, POD_BASE, 0),
+    pool: fc.constantFrom(...POOLS),
     offset: fc.integer({ min: 0, max: 1023 }),
-    len: fc.integer({ min: 21, max: 32 }),
-    excepts: fc.array(fc.record({ offset: fc.integer({ min: 0, max: 1023 }), extra: fc.integer({ min: 1, max: 8 }) }), { maxLength: 2 }),
+    extraLen: fc.integer({ min: 0, max: 11 }),
+    excepts: fc.array(fc.record({ offset: fc.bigInt({ min: 0n, max: (1n << 128n) - 1n }), extra: fc.integer({ min: 1, max: 8 }) }), { maxLength: 2 }),
   })
-  .map(({ pool, offset, len, excepts }) => {
-    const plen = pool === 0 ? 0 : len;
-    const mask = (n: number, l: number): number => (l === 0 ? 0 : (n & (0xffffffff << (32 - l))) >>> 0);
-    const base = mask(pool + offset, plen);
+  .map(({ pool, offset, extraLen, excepts }) => {
+    const plen = pool.minLen === 0 ? 0 : pool.minLen + extraLen;
+    const mask = (n: bigint, l: number): bigint => (n >> BigInt(pool.bits - l)) << BigInt(pool.bits - l);
+    const base = mask(pool.base + BigInt(offset), plen);
+    const text = (n: bigint, l: number): string => `${formatIp(pool.family, n)}/${l}`;
     const except = excepts
-      .map((e) => ({ l: Math.min(32, plen + e.extra), addr: base + (e.offset % 2 ** (32 - plen)) }))
+      .map((e) => ({ l: Math.min(pool.bits, plen + e.extra), addr: base + (e.offset % (1n << BigInt(pool.bits - plen))) }))
       .filter((e) => e.l > plen)
-      .map((e) => `${ipv4(mask(e.addr, e.l))}/${e.l}`);
+      .map((e) => text(mask(e.addr, e.l), e.l));
     const uniq = [...new Set(except)];
-    return uniq.length > 0 ? { cidr: `${ipv4(base)}/${plen}`, except: uniq } : { cidr: `${ipv4(base)}/${plen}` };
+    return uniq.length > 0 ? { cidr: text(base, plen), except: uniq } : { cidr: text(base, plen) };
   });
 
 const peerArb: fc.Arbitrary<NetworkPolicyPeer> = fc.oneof(
@@ -143,16 +157,23 @@ const clusterArb: fc.Arbitrary<ClusterState> = fc
         return {
           metadata: { namespace: p.ns, name: `pod${i}`, labels: p.labels },
           spec: { containers: [{ name: "c", ports }] },
-          status: { podIPs: [{ ip: ipv4(POD_BASE + i + 1) }] },
+          status: { podIPs: [{ ip: ipv4(POD_BASE + i + 1) }, { ip: formatIp(6, parseIp(POD6).value + BigInt(i + 1)) }] },
         };
       }),
     })),
   );
 
+function isPodEnd(state: ClusterState, e: ProbeEnd): boolean {
+  return e.kind === "pod" || state.pods.some((p) => podIpsOf(p).includes(e.ip));
+}
+
 function probeArb(state: ClusterState): fc.Arbitrary<Probe> {
   const podEnd = fc.constantFrom(...state.pods).map((p): ProbeEnd => ({ kind: "pod", namespace: p.metadata.namespace, name: p.metadata.name }));
+  // A pod end given by its IPv6 address exercises the v6 ipcache entries of pods.
+  const pod6End = fc.constantFrom(...state.pods).map((p): ProbeEnd => ({ kind: "ip", ip: podIpsOf(p)[1] ?? "" }));
   const extEnd = fc.integer({ min: 0, max: 1023 }).map((o): ProbeEnd => ({ kind: "ip", ip: ipv4(EXT_BASE + o) }));
-  const end = fc.oneof({ arbitrary: podEnd, weight: 3 }, { arbitrary: extEnd, weight: 1 });
+  const ext6End = fc.integer({ min: 0, max: 1023 }).map((o): ProbeEnd => ({ kind: "ip", ip: formatIp(6, parseIp(EXT6).value + BigInt(o)) }));
+  const end = fc.oneof({ arbitrary: podEnd, weight: 4 }, { arbitrary: pod6End, weight: 1 }, { arbitrary: extEnd, weight: 1 }, { arbitrary: ext6End, weight: 1 });
   return fc
     .record({
       from: end,
@@ -162,10 +183,10 @@ function probeArb(state: ClusterState): fc.Arbitrary<Probe> {
       // Half the time aim at one of the destination pod's container ports, so named ports get exercised.
       aim: fc.option(fc.nat(), { nil: undefined }),
     })
-    .filter((p) => p.from.kind === "pod" || p.to.kind === "pod")
+    .filter((p) => isPodEnd(state, p.from) || isPodEnd(state, p.to))
     .map(({ aim, ...p }): Probe => {
       const to = p.to;
-      const dst = to.kind === "pod" ? state.pods.find((x) => x.metadata.name === to.name) : undefined;
+      const dst = state.pods.find((x) => (to.kind === "pod" ? x.metadata.name === to.name : podIpsOf(x).includes(to.ip)));
       const ports = dst?.spec.containers.flatMap((c) => c.ports ?? []) ?? [];
       const cp = aim === undefined || ports.length === 0 ? undefined : ports[aim % ports.length];
       if (cp) return { ...p, protocol: cp.protocol ?? "TCP", port: cp.containerPort };
@@ -198,7 +219,7 @@ describe("compiled policy vs reference evaluator", () => {
       ),
       { numRuns: 1000 },
     );
-  });
+  }, 60_000);
 });
 
 // ---- tricky cases, each checked on both the evaluator and the compiled datapath ----
@@ -285,6 +306,7 @@ const cases: Case[] = [
   { name: "except still refuses when another policy's narrower block covers the address", policies: [...intoDb([{ from: [{ ipBlock: { cidr: "198.18.0.0/16", except: ["198.18.1.0/24"] } }], ports: [{ port: 1 }] }]), np("default", "narrow", { podSelector: {}, ingress: [{ from: [{ ipBlock: { cidr: "198.18.1.128/25" } }], ports: [{ port: 2 }] }] })], probe: tcp(IP("198.18.1.200"), P("default", "db"), 1), allowed: false },
   { name: "a wider block still admits an address another block narrows", policies: [...intoDb([{ from: [{ ipBlock: { cidr: "198.18.0.0/16" } }], ports: [{ port: 1 }] }]), np("default", "narrow", { podSelector: {}, ingress: [{ from: [{ ipBlock: { cidr: "198.18.1.128/25" } }], ports: [{ port: 2 }] }] })], probe: tcp(IP("198.18.1.200"), P("default", "db"), 1), allowed: true },
   { name: "ipBlock does not match pod IPs", policies: intoDb([{ from: [{ ipBlock: { cidr: "10.244.0.0/16" } }] }]), probe: tcp(P("default", "web"), P("default", "db"), 1), allowed: false },
+  { name: "ipBlock /32 of a pod's own IP does not match the pod", policies: intoDb([{ from: [{ ipBlock: { cidr: "10.244.0.1/32" } }] }]), probe: tcp(P("default", "web"), P("default", "db"), 1), allowed: false },
   { name: "ipBlock 0.0.0.0/0 admits any outside IPv4 address", policies: intoDb([{ from: [{ ipBlock: { cidr: "0.0.0.0/0" } }] }]), probe: tcp(IP("203.0.113.9"), P("default", "db"), 1), allowed: true },
   { name: "egress ipBlock except", policies: [np("default", "out", { podSelector: { matchLabels: { app: "db" } }, policyTypes: ["Egress"], egress: [{ to: [{ ipBlock: { cidr: "198.18.0.0/15", except: ["198.19.0.0/16"] } }] }] })], probe: tcp(P("default", "db"), IP("198.19.4.4"), 443), allowed: false },
   { name: "IPv6 ipBlock", policies: intoDb([{ from: [{ ipBlock: { cidr: "2001:db8::/32", except: ["2001:db8:1::/48"] } }] }]), probe: tcp(IP("2001:db8:2::1"), P("default", "db"), 1), allowed: true },
