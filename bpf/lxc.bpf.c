@@ -96,7 +96,8 @@ static __always_inline int from_pod_walk(struct __sk_buff *skb, struct walk *w)
 			return ret;
 		w->redirect_ifindex = dst->ifindex;
 	}
-	if (ct_lookup(&w->pkt, &w->ct, skb->len) == CT_NEW) {
+	if (ct_lookup(&w->pkt, &w->ct, skb->len) == CT_NEW &&
+	    !ct_related(skb, &w->pkt)) {
 		ret = from_pod_new(w, src, dst, skb->len);
 		if (ret < 0)
 			return ret;
@@ -120,7 +121,8 @@ static __always_inline int to_pod_walk(struct __sk_buff *skb, struct walk *w)
 		return TWILL_REASON_FORWARDED;
 	if (!w->pkt.family)
 		return -TWILL_DROP_UNSUPPORTED_L3;
-	if (ct_lookup(&w->pkt, &w->ct, skb->len) != CT_NEW)
+	if (ct_lookup(&w->pkt, &w->ct, skb->len) != CT_NEW ||
+	    ct_related(skb, &w->pkt))
 		return TWILL_REASON_FORWARDED;
 
 	w->ct.src_identity =

@@ -10,6 +10,11 @@
  *       SYN is never looked up reversed. A TCP SYN
  *       (no ACK) on a CLOSING entry is a reused port: the entry is deleted
  *       and the packet reported as new so policy is evaluated again.
+ *   ct_related(skb, &pkt) -> 1 | 0
+ *       An ICMP(v6) error whose quoted datagram belongs to a tracked
+ *       connection (either direction): it passes like a reply, without
+ *       policy and without touching the entry, so path MTU discovery and
+ *       "port unreachable" work through an isolated policy.
  *   ct_create(&pkt, &ct, len) -> 0 | -TWILL_DROP_CT_FULL
  *       Inserts with BPF_NOEXIST: another CPU racing on the same tuple wins
  *       and that is fine (-EEXIST is success).
@@ -142,6 +147,21 @@ static __always_inline int ct_lookup(const struct pkt_info *pkt,
 	}
 	ct_build_key(pkt, ct, 0); /* ct_create inserts the forward tuple */
 	return CT_NEW;
+}
+
+static __always_inline int ct_related(struct __sk_buff *skb,
+				      const struct pkt_info *pkt)
+{
+	struct pkt_info inner = {};
+	struct ct_state ct;
+
+	if (!pkt->icmp_error || parse_icmp_inner(skb, pkt, &inner) < 0)
+		return 0;
+	ct_build_key(&inner, &ct, 0);
+	if (ct_find(&inner, &ct))
+		return 1;
+	ct_build_key(&inner, &ct, 1);
+	return ct_find(&inner, &ct) != NULL;
 }
 
 static __always_inline int ct_create(const struct pkt_info *pkt,

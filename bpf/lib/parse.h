@@ -12,6 +12,8 @@
  *       (up to PARSE_MAX_EXTHDR); a non-first IPv6 fragment is dropped alike.
  *   parse_arp(skb, &sha, &spa) -> 0 | -TWILL_DROP_MALFORMED
  *       Ethernet/IPv4 ARP sender hardware and protocol address.
+ *   parse_icmp_inner(skb, &pkt, &inner) -> 0 | -TWILL_DROP_*
+ *       For an ICMP(v6) error (pkt.icmp_error): the quoted datagram's tuple.
  *   parse_is_nd(&pkt)                      ICMPv6 router/neighbour discovery
  *   parse_ip6_is_link_local(addr)          fe80::/10 or ::
  * Addresses are kept as 16 bytes (IPv4 in the first 4, rest zero): the same
@@ -27,6 +29,11 @@
 #define ICMP_ECHO 8
 #define ICMPV6_ECHO_REQUEST 128
 #define ICMPV6_ECHO_REPLY 129
+#define ICMP_DEST_UNREACH 3
+#define ICMP_TIME_EXCEEDED 11
+#define ICMP_PARAMETERPROB 12
+#define ICMPV6_DEST_UNREACH 1 /* 1-4: unreach, too big, time, param */
+#define ICMPV6_PARAMPROB 4
 #define ICMPV6_ND_FIRST 133 /* router solicitation */
 #define ICMPV6_ND_LAST 136  /* neighbour advertisement */
 
@@ -46,12 +53,26 @@ struct pkt_info {
 	__u8 protocol;
 	__u8 tcp_flags;
 	__u8 icmp_type;
+	__u16 l4_off;       /* from the start of the frame */
+	__u8 icmp_error;    /* ICMP(v6) error: an IP header follows */
+	__u8 pad;
 };
 
-static __always_inline int parse_l4(void *l4, void *data_end, __u8 proto,
-				    struct pkt_info *pkt)
+static __always_inline int parse_is_icmp_error(__u8 proto, __u8 type)
 {
+	if (proto == IPPROTO_ICMP)
+		return type == ICMP_DEST_UNREACH || type == ICMP_TIME_EXCEEDED ||
+		       type == ICMP_PARAMETERPROB;
+	return type >= ICMPV6_DEST_UNREACH && type <= ICMPV6_PARAMPROB;
+}
+
+static __always_inline int parse_l4(void *data, __u32 off, void *data_end,
+				    __u8 proto, struct pkt_info *pkt)
+{
+	void *l4 = data + off;
+
 	pkt->protocol = proto;
+	pkt->l4_off = off;
 	if (proto == IPPROTO_TCP) {
 		struct tcphdr *th = l4;
 
@@ -83,6 +104,8 @@ static __always_inline int parse_l4(void *l4, void *data_end, __u8 proto,
 			/* the id pairs request and reply in conntrack */
 			pkt->sport = *(__be16 *)(ih + 4);
 			pkt->dport = pkt->sport;
+		} else {
+			pkt->icmp_error = parse_is_icmp_error(proto, type);
 		}
 	}
 	/* other protocols: no ports, policy on the protocol alone */
@@ -105,7 +128,7 @@ static __always_inline int parse_ipv4(void *data, void *data_end,
 	*(__be32 *)pkt->daddr = ip->daddr;
 	if (ip->frag_off & bpf_htons(0x1fff))
 		return -TWILL_DROP_FRAGMENT;
-	return parse_l4((void *)ip + hlen, data_end, ip->protocol, pkt);
+	return parse_l4(data, ETH_HLEN + hlen, data_end, ip->protocol, pkt);
 }
 
 static __always_inline int parse_ipv6(void *data, void *data_end,
@@ -151,7 +174,7 @@ static __always_inline int parse_ipv6(void *data, void *data_end,
 	}
 	if (off > 1024) /* keeps the offset bounded for the verifier */
 		return -TWILL_DROP_MALFORMED;
-	return parse_l4(data + off, data_end, nexthdr, pkt);
+	return parse_l4(data, off, data_end, nexthdr, pkt);
 }
 
 static __always_inline int parse_l3(struct __sk_buff *skb, struct pkt_info *pkt)
@@ -186,6 +209,60 @@ static __always_inline int parse_arp(struct __sk_buff *skb, __u8 *sha,
 		return -TWILL_DROP_MALFORMED;
 	eth_addr_copy(sha, p);
 	*spa = *(__be32 *)(p + 6);
+	return 0;
+}
+
+/* The datagram quoted by an ICMP(v6) error: its addresses, protocol and
+ * ports (the first 8 bytes of its L4 header, all RFC 792 guarantees), so
+ * conntrack can tell whether the error belongs to a tracked connection.
+ * IPv6 extension headers in the quote are not walked (-> not related). */
+static __always_inline int parse_icmp_inner(struct __sk_buff *skb,
+					    const struct pkt_info *pkt,
+					    struct pkt_info *inner)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	__u32 off = pkt->l4_off + 8;
+	__u8 *l4;
+	__u8 proto;
+
+	if (off > 1024) /* bounded for the verifier */
+		return -TWILL_DROP_MALFORMED;
+	if (pkt->family == TWILL_AF_INET) {
+		struct iphdr *ip = data + off;
+
+		if ((void *)(ip + 1) > data_end)
+			return -TWILL_DROP_MALFORMED;
+		if (ip->frag_off & bpf_htons(0x1fff))
+			return -TWILL_DROP_FRAGMENT;
+		*(__be32 *)inner->saddr = ip->saddr;
+		*(__be32 *)inner->daddr = ip->daddr;
+		proto = ip->protocol;
+		l4 = (__u8 *)ip + ip->ihl * 4;
+	} else {
+		struct ipv6hdr *ip6 = data + off;
+
+		if ((void *)(ip6 + 1) > data_end)
+			return -TWILL_DROP_MALFORMED;
+		__builtin_memcpy(inner->saddr, &ip6->saddr, 16);
+		__builtin_memcpy(inner->daddr, &ip6->daddr, 16);
+		proto = ip6->nexthdr;
+		l4 = (__u8 *)(ip6 + 1);
+	}
+	if ((void *)(l4 + 8) > data_end)
+		return -TWILL_DROP_MALFORMED;
+	inner->family = pkt->family;
+	inner->protocol = proto;
+	if (proto == IPPROTO_TCP || proto == IPPROTO_UDP) {
+		inner->sport = *(__be16 *)l4;
+		inner->dport = *(__be16 *)(l4 + 2);
+	} else if (proto == IPPROTO_ICMP || proto == TWILL_IPPROTO_ICMPV6) {
+		if (l4[0] != ICMP_ECHO && l4[0] != ICMP_ECHOREPLY &&
+		    l4[0] != ICMPV6_ECHO_REQUEST && l4[0] != ICMPV6_ECHO_REPLY)
+			return -TWILL_DROP_MALFORMED;
+		inner->sport = *(__be16 *)(l4 + 4);
+		inner->dport = inner->sport;
+	}
 	return 0;
 }
 

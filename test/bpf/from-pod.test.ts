@@ -255,4 +255,17 @@ describe("from_pod conntrack", () => {
     expect(parsePacket(r.data)).toMatchObject({ srcMac: A.nodeMac, dstMac: A.mac, ttl: 63 });
     expect(d.ctLookup({ src: A.ipv4, dst: B.ipv4, sport: 40000, dport: 80, protocol: IpProto.TCP })?.flags).toBe(CtFlags.TCP_SYN | CtFlags.SEEN_REPLY);
   });
+
+  it("an icmp port unreachable from the pod for an inbound flow passes an isolated egress", () => {
+    const d = setup({ egress: [] });
+    d.setPolicy(A.ifindex, [{ identity: Identity.ANY, direction: Dir.TO_POD }]);
+    const inbound = buildPacket({ srcMac: A.nodeMac, dstMac: A.mac, src: WORLD4, dst: A.ipv4, l4: { proto: "udp", sport: 5000, dport: 9999 } });
+    expect(d.toPod(inbound).verdict).toBe(Verdict.OK);
+    const unreach = fromA(WORLD4, { proto: "icmp", type: 3, code: 3 });
+    const err = buildPacket({ srcMac: A.mac, dstMac: A.nodeMac, src: A.ipv4, dst: WORLD4, l4: { proto: "icmp", type: 3, code: 3 }, payload: inbound.subarray(14) });
+    expect(d.fromPod(err).verdict).toBe(Verdict.OK);
+    // the same error quoting nothing we track is policy's business
+    expect(d.fromPod(unreach).verdict).toBe(Verdict.SHOT);
+    expect(d.metric(Dir.FROM_POD, Reason.POLICY)).toBe(1);
+  });
 });

@@ -157,4 +157,27 @@ describe("to_pod conntrack", () => {
     expect(d.drainEvents()).toEqual([]);
     expect(d.toPod(toPodFrame(REMOTE_POD.ipv4, SYN(81))).verdict).toBe(Verdict.SHOT);
   });
+
+  const icmpErrorRows = [
+    { name: "v4 port unreachable for the pod's udp flow", v6: false, type: 3, code: 3, related: true },
+    { name: "v4 fragmentation needed for the pod's udp flow", v6: false, type: 3, code: 4, related: true },
+    { name: "v4 time exceeded quoting an untracked flow", v6: false, type: 11, code: 0, related: false },
+    { name: "v6 packet too big for the pod's udp flow", v6: true, type: 2, code: 0, related: true },
+    { name: "v6 destination unreachable quoting an untracked flow", v6: true, type: 1, code: 4, related: false },
+  ];
+  it.each(icmpErrorRows)("icmp error: $name", (row) => {
+    const d = setup([{ identity: Identity.ANY, direction: Dir.FROM_POD }]); // ingress isolated
+    const [src, dst] = row.v6 ? [POD.ipv6, WORLD6] : [POD.ipv4, WORLD4];
+    const out = buildPacket({ srcMac: POD.mac, dstMac: POD.nodeMac, src, dst, l4: { proto: "udp", sport: 3000, dport: 53 } });
+    expect(d.fromPod(out).verdict).toBe(Verdict.OK);
+    // the quoted datagram is what the pod sent (or, if unrelated, another port)
+    const quoted = row.related ? out : buildPacket({ srcMac: POD.mac, dstMac: POD.nodeMac, src, dst, l4: { proto: "udp", sport: 3001, dport: 53 } });
+    const err = buildPacket({ srcMac: POD.nodeMac, dstMac: POD.mac, src: dst, dst: src, l4: { proto: row.v6 ? "icmpv6" : "icmp", type: row.type, code: row.code }, payload: quoted.subarray(14) });
+    d.drainEvents();
+    const r = d.toPod(err);
+    expect(r.verdict).toBe(row.related ? Verdict.OK : Verdict.SHOT);
+    expect(d.metric(Dir.TO_POD, Reason.POLICY)).toBe(row.related ? 0 : 1);
+    // a related error opens nothing
+    expect(d.drainEvents().filter((e) => e.type === EventType.NEW_CONN)).toEqual([]);
+  });
 });
