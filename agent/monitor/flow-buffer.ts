@@ -51,6 +51,7 @@ export class FlowSubscription implements AsyncIterableIterator<FlowStreamItem> {
   private replayIndex = 0;
   private clientLost = 0;
   private ringLost = 0;
+  /** No more flows will arrive: close() was called, or the reader does not follow. */
   private closed = false;
   private wake: (() => void) | null = null;
 
@@ -58,7 +59,7 @@ export class FlowSubscription implements AsyncIterableIterator<FlowStreamItem> {
   constructor(
     private readonly replay: readonly Flow[],
     readonly filter: FlowFilter,
-    private readonly follow: boolean,
+    follow: boolean,
     private readonly queueSize: number,
     private readonly onClose: (s: FlowSubscription) => void,
   ) {
@@ -81,11 +82,6 @@ export class FlowSubscription implements AsyncIterableIterator<FlowStreamItem> {
     if (this.closed) return;
     this.ringLost += count;
     this.signal();
-  }
-
-  /** Flows this reader dropped so far but not yet reported. */
-  get pendingLost(): number {
-    return this.clientLost;
   }
 
   /** Stop: pending items are discarded and the iterator ends. */
