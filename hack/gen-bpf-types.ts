@@ -133,6 +133,14 @@ function prop(cName: string): string {
   return cName.replace(/_([a-z0-9])/g, (_m, c: string) => c.toUpperCase());
 }
 
+/** The number in a `__uint(name, N)` member (int (*name)[N]), or 0. */
+function mapDefUint(btf: Btf, def: BtfType, member: string): number {
+  const m = def.members?.find((x) => x.name === member);
+  if (!m) return 0;
+  const ptr = btf.get(m.type_id);
+  return ptr.kind === "PTR" ? (btf.get(ptr.type_id!).nr_elems ?? 0) : 0;
+}
+
 function tsFieldType(f: Field): string {
   if (f.kind === "bytes") return "Uint8Array";
   return f.size === 8 ? "bigint" : "number";
@@ -236,6 +244,15 @@ async function main(): Promise<void> {
 
   const structs = new Map<string, StructDef>();
   const mapTypes: Array<{ map: string; key: string; value: string }> = [];
+  const mapSpecs: Array<{ map: string; type: number; maxEntries: number; flags: number }> = [];
+  const spec = (map: string, def: BtfType): void => {
+    mapSpecs.push({
+      map,
+      type: mapDefUint(btf, def, "type"),
+      maxEntries: mapDefUint(btf, def, "max_entries"),
+      flags: mapDefUint(btf, def, "map_flags"),
+    });
+  };
   const add = (t: BtfType | null): string => {
     if (t === null) return "none";
     if (t.kind === "INT") return `u${t.size! * 8}`;
@@ -250,6 +267,7 @@ async function main(): Promise<void> {
     if (varT.name === ANCHOR_MAP) continue;
     mapNames.push(varT.name);
     const def = btf.resolve(varT.type_id!).t;
+    spec(varT.name, def);
     const key = add(mapMemberType(btf, def, "key"));
     let value = add(mapMemberType(btf, def, "value"));
     const inner = def.members?.find((m) => m.name === "values");
@@ -257,6 +275,7 @@ async function main(): Promise<void> {
       // __array(values, struct policy_inner): ARRAY of PTR to the inner definition
       const arr = btf.get(inner.type_id);
       const innerDef = btf.resolve(btf.get(arr.type_id!).type_id!).t;
+      spec(`${varT.name}.inner`, innerDef);
       value = `map<${add(mapMemberType(btf, innerDef, "key"))} -> ${add(mapMemberType(btf, innerDef, "value"))}>`;
     }
     mapTypes.push({ map: varT.name, key, value });
@@ -341,6 +360,11 @@ async function main(): Promise<void> {
   parts.push("export const MapName = {");
   for (const n of mapNames) parts.push(`  ${prop(n.replace(/^twill_/, ""))}: "${n}",`);
   parts.push("} as const;");
+  parts.push("");
+  parts.push("/** Type (enum bpf_map_type), max_entries and map_flags of each map definition; `<map>.inner` is a map-of-maps' inner template. */");
+  parts.push("export const MAP_SPECS: Readonly<Record<string, { readonly type: number; readonly maxEntries: number; readonly flags: number }>> = {");
+  for (const m of mapSpecs) parts.push(`  "${m.map}": { type: ${m.type}, maxEntries: ${m.maxEntries}, flags: ${m.flags} },`);
+  parts.push("};");
   parts.push("");
   parts.push("/** Program names in the object. */");
   parts.push("export const ProgramName = {");

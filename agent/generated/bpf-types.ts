@@ -652,6 +652,20 @@ export const MapName = {
   evLost: "twill_ev_lost",
 } as const;
 
+/** Type (enum bpf_map_type), max_entries and map_flags of each map definition; `<map>.inner` is a map-of-maps' inner template. */
+export const MAP_SPECS: Readonly<Record<string, { readonly type: number; readonly maxEntries: number; readonly flags: number }>> = {
+  "twill_endpoints": { type: 1, maxEntries: 4096, flags: 0 },
+  "twill_lxc": { type: 1, maxEntries: 8192, flags: 0 },
+  "twill_ipcache": { type: 11, maxEntries: 524288, flags: 1 },
+  "twill_policy": { type: 13, maxEntries: 4096, flags: 0 },
+  "twill_policy.inner": { type: 11, maxEntries: 16384, flags: 1 },
+  "twill_ct4": { type: 9, maxEntries: 262144, flags: 0 },
+  "twill_ct6": { type: 9, maxEntries: 262144, flags: 0 },
+  "twill_metrics": { type: 6, maxEntries: 64, flags: 0 },
+  "twill_events": { type: 27, maxEntries: 4194304, flags: 0 },
+  "twill_ev_lost": { type: 6, maxEntries: 1, flags: 0 },
+};
+
 /** Program names in the object. */
 export const ProgramName = {
   fromPod: "from_pod",

@@ -148,6 +148,7 @@ const f = {
   ),
   objPin: libbpf.func("int bpf_obj_pin(int fd, const char *path)"),
   objGet: libbpf.func("int bpf_obj_get(const char *path)"),
+  mapFdById: libbpf.func("int bpf_map_get_fd_by_id(uint32_t id)"),
   progLoad: libbpf.func(
     "int bpf_prog_load(int type, const char *name, const char *license, const void *insns, size_t insn_cnt, void *opts)",
   ),
@@ -595,6 +596,11 @@ export function objPin(fd: number, path: string): void {
 /** Open a pinned object; returns a new fd the caller closes. Absent: BpfError errno ENOENT. */
 export function objGet(path: string): number {
   return check(`open pinned ${path}`, f.objGet(path) as number);
+}
+
+/** Open a map by kernel id (e.g. an inner map found in a map-of-maps); the caller closes it. */
+export function mapFdById(id: number): number {
+  return check(`open map id ${id}`, f.mapFdById(id) as number);
 }
 
 /** Close an fd returned by this module. */
