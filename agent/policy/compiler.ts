@@ -6,6 +6,7 @@
 // `compileEndpointPolicy(endpoint, ctx) -> PolicyEntry[]`,
 // `policyPeerSelectors(policy)`, `trackPolicySelectors(cache, policy)`,
 // `untrackPolicySelectors(cache, keys)`, `selectsEndpoint(policy, endpoint)`,
+// `selectorKeysFor(endpoint, policies)` (recompile when one of them changes),
 // `UntrackedSelectorError`.
 //
 // Per direction: not isolated -> {ANY, dir}/40 (rule_ref 0). Isolated -> for
@@ -89,6 +90,18 @@ export function untrackPolicySelectors(cache: SelectorCache, keys: readonly stri
 /** Whether the policy's spec.podSelector selects the endpoint (same namespace, labels match). */
 export function selectsEndpoint(policy: NetworkPolicy, endpoint: LocalEndpoint): boolean {
   return policy.metadata.namespace === endpoint.labels.namespace && matchesLabelSelector(policy.spec.podSelector, endpoint.labels.podLabels);
+}
+
+/**
+ * Keys of the selectors an endpoint's entries depend on: when
+ * SelectorCache.upsertIdentity/removeIdentity reports one of them, the
+ * endpoint must be recompiled. (Changes of named ports, policies or the
+ * endpoint's own labels call for a recompile too.)
+ */
+export function selectorKeysFor(endpoint: LocalEndpoint, policies: readonly NetworkPolicy[]): Set<string> {
+  const out = new Set<string>();
+  for (const p of policies) if (selectsEndpoint(p, endpoint)) for (const s of policyPeerSelectors(p)) out.add(selectorKey(s));
+  return out;
 }
 
 interface PortKey {

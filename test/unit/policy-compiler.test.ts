@@ -10,8 +10,8 @@ import { formatIp, parseIp } from "../../agent/ipam/cidr.js";
 import { evaluateProbe, type ClusterState, type Probe, type ProbeEnd } from "../../agent/policy/evaluator.js";
 import { RuleRefTable, formatRuleId } from "../../agent/policy/rule-ref.js";
 import { securityLabelsOf } from "../../agent/identity/labels.js";
-import { UntrackedSelectorError, compileEndpointPolicy, trackPolicySelectors } from "../../agent/policy/compiler.js";
-import { SelectorCache } from "../../agent/policy/selector.js";
+import { UntrackedSelectorError, compileEndpointPolicy, selectorKeysFor, trackPolicySelectors } from "../../agent/policy/compiler.js";
+import { SelectorCache, peerSelector, selectorKey } from "../../agent/policy/selector.js";
 import { buildDatapath } from "../fixtures/policy/datapath-sim.js";
 
 // ---- generators ---------------------------------------------------------
@@ -366,5 +366,15 @@ describe("compileEndpointPolicy entries", () => {
     const policies = intoDb([{ from: [{ podSelector: {} }] }]);
     const ctx = { policies, selectorCache: new SelectorCache(), remoteNamedPorts: new Map(), ruleRefs: new RuleRefTable() };
     expect(() => compileEndpointPolicy(endpoint, ctx)).toThrow(UntrackedSelectorError);
+  });
+
+  it("lists the selectors an endpoint depends on, only from policies that select it", () => {
+    const policies = [
+      ...intoDb([{ from: [{ podSelector: { matchLabels: { app: "web" } } }, { ipBlock: { cidr: "198.18.0.0/15" } }] }]),
+      np("default", "other", { podSelector: { matchLabels: { app: "web" } }, ingress: [{ from: [{ namespaceSelector: {} }] }] }),
+    ];
+    expect([...selectorKeysFor(endpoint, policies)].sort()).toEqual(
+      [selectorKey(peerSelector({ podSelector: { matchLabels: { app: "web" } } }, "default")), selectorKey(peerSelector({ ipBlock: { cidr: "198.18.0.0/15" } }, "default"))].sort(),
+    );
   });
 });

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { LabelSelector } from "../../agent/k8s/manifest-types.js";
 import { securityLabelsOf } from "../../agent/identity/labels.js";
-import { SelectorCache, matchesLabelSelector, peerSelector, selectorKey } from "../../agent/policy/selector.js";
+import { SelectorCache, matchesLabelSelector, peerSelector, selectorKey, selectorMatches, type IdentitySelector, type IdentitySource } from "../../agent/policy/selector.js";
 
 describe("matchesLabelSelector", () => {
   const labels = { app: "web", tier: "fe", empty: "" };
@@ -71,5 +72,48 @@ describe("SelectorCache", () => {
     expect(c.has(k1)).toBe(true);
     expect(c.remove(k1)).toBe(true);
     expect(c.has(k1)).toBe(false);
+  });
+});
+
+describe("SelectorCache under random updates", () => {
+  const selArb = fc.record({ matchLabels: fc.dictionary(fc.constantFrom("app", "tier"), fc.constantFrom("a", "b"), { maxKeys: 1 }) });
+  const identitySelArb = fc.oneof(
+    fc.record({ ns: fc.constantFrom("n1", "n2"), pod: selArb }).map(({ ns, pod }) => peerSelector({ podSelector: pod }, ns)),
+    fc.record({ pod: selArb, nsSel: selArb }).map(({ pod, nsSel }) => peerSelector({ podSelector: pod, namespaceSelector: nsSel }, "n1")),
+    fc.constantFrom("10.0.0.0/8", "10.1.0.0/16", "10.1.2.0/24").map((cidr) => peerSelector({ ipBlock: { cidr, except: ["10.1.2.0/24"].filter((e) => e !== cidr && cidr !== "10.1.2.0/24") } }, "n1")),
+  );
+  const sourceArb = fc.oneof(
+    fc.record({ ns: fc.constantFrom("n1", "n2"), pod: fc.dictionary(fc.constantFrom("app", "tier"), fc.constantFrom("a", "b")), nsl: fc.dictionary(fc.constantFrom("app", "tier"), fc.constantFrom("a", "b")) })
+      .map(({ ns, pod, nsl }): IdentitySource => ({ kind: "labels", labels: securityLabelsOf(ns, pod, nsl) })),
+    fc.constantFrom("10.0.0.0/8", "10.1.0.0/16", "10.1.2.0/24", "10.1.2.128/25", "10.2.0.0/16").map((cidr): IdentitySource => ({ kind: "cidr", cidr })),
+  );
+  const opArb = fc.oneof(
+    fc.record({ op: fc.constant("add" as const), sel: identitySelArb }),
+    fc.record({ op: fc.constant("upsert" as const), id: fc.integer({ min: 256, max: 262 }), src: sourceArb }),
+    fc.record({ op: fc.constant("remove" as const), id: fc.integer({ min: 256, max: 262 }) }),
+  );
+
+  it("always equals a from-scratch evaluation and reports exactly the changed selectors", () => {
+    fc.assert(
+      fc.property(fc.array(opArb, { maxLength: 40 }), (ops) => {
+        const cache = new SelectorCache();
+        const ids = new Map<number, IdentitySource>();
+        const sels = new Map<string, IdentitySelector>();
+        const snapshot = (): Map<string, number[]> => new Map([...sels.keys()].map((k) => [k, [...cache.selections(k)].sort()]));
+        for (const o of ops) {
+          const before = snapshot();
+          let changed: string[] = [];
+          if (o.op === "add") sels.set(cache.add(o.sel), o.sel);
+          else if (o.op === "upsert") { ids.set(o.id, o.src); changed = cache.upsertIdentity(o.id, o.src); }
+          else { ids.delete(o.id); changed = cache.removeIdentity(o.id); }
+          for (const [k, sel] of sels) {
+            const want = [...ids].filter(([, src]) => selectorMatches(sel, src)).map(([id]) => id).sort();
+            expect([...cache.selections(k)].sort()).toEqual(want);
+            if (o.op !== "add") expect(changed.includes(k)).toBe(JSON.stringify(before.get(k)) !== JSON.stringify(want));
+          }
+        }
+      }),
+      { numRuns: 300 },
+    );
   });
 });
