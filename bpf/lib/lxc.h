@@ -8,8 +8,8 @@
  *   lxc_check_source(skb, ep, &pkt) -> 0 | 1 (ND, pass without policy)
  *                                      | -TWILL_DROP_SPOOFED_*
  *       Frame source MAC must be ep->mac, source IP the endpoint's. ICMPv6
- *       router/neighbour discovery from a link-local or unspecified source
- *       (DAD, gateway resolution) returns 1.
+ *       router/neighbour discovery and MLD from a link-local or unspecified
+ *       source (DAD, gateway resolution, joins) returns 1.
  *   lxc_lookup(&pkt) -> endpoint_info * | NULL     twill_lxc[daddr]
  *   lxc_rewrite(skb, dst) -> 0 | -TWILL_DROP_*
  *       For delivery straight into a local pod we are the router: source

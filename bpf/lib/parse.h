@@ -14,7 +14,9 @@
  *       Ethernet/IPv4 ARP sender hardware and protocol address.
  *   parse_icmp_inner(skb, &pkt, &inner) -> 0 | -TWILL_DROP_*
  *       For an ICMP(v6) error (pkt.icmp_error): the quoted datagram's tuple.
- *   parse_is_nd(&pkt)                      ICMPv6 router/neighbour discovery
+ *   parse_is_nd(&pkt)                      ICMPv6 link control: router and
+ *                                          neighbour discovery (133-136)
+ *                                          and MLD (130-132, 143)
  *   parse_ip6_is_link_local(addr)          fe80::/10 or ::
  * Addresses are kept as 16 bytes (IPv4 in the first 4, rest zero): the same
  * layout as lxc_key, ipcache_key and flow_event, so they copy straight over.
@@ -36,6 +38,9 @@
 #define ICMPV6_PARAMPROB 4
 #define ICMPV6_ND_FIRST 133 /* router solicitation */
 #define ICMPV6_ND_LAST 136  /* neighbour advertisement */
+#define ICMPV6_MLD_QUERY 130 /* 130-132: MLDv1 query, report, done */
+#define ICMPV6_MLD_DONE 132
+#define ICMPV6_MLD2_REPORT 143
 
 #define TCP_FLAG_FIN 0x01
 #define TCP_FLAG_SYN 0x02
@@ -266,11 +271,18 @@ static __always_inline int parse_icmp_inner(struct __sk_buff *skb,
 	return 0;
 }
 
+/* MLD belongs here too: every interface that comes up sends MLDv2 reports
+ * from :: or its link-local address, and counting those as spoofed would
+ * make each pod start look like an attack. */
 static __always_inline int parse_is_nd(const struct pkt_info *pkt)
 {
-	return pkt->protocol == TWILL_IPPROTO_ICMPV6 &&
-	       pkt->icmp_type >= ICMPV6_ND_FIRST &&
-	       pkt->icmp_type <= ICMPV6_ND_LAST;
+	__u8 t = pkt->icmp_type;
+
+	if (pkt->protocol != TWILL_IPPROTO_ICMPV6)
+		return 0;
+	return (t >= ICMPV6_ND_FIRST && t <= ICMPV6_ND_LAST) ||
+	       (t >= ICMPV6_MLD_QUERY && t <= ICMPV6_MLD_DONE) ||
+	       t == ICMPV6_MLD2_REPORT;
 }
 
 static __always_inline int parse_ip6_is_link_local(const __u8 *a)

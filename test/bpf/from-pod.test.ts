@@ -93,6 +93,21 @@ describe("from_pod new connections", () => {
   });
 });
 
+describe("from_pod ipv6 extension headers", () => {
+  it("finds the udp ports behind a hop-by-hop header", () => {
+    const d = setup({ egress: [{ identity: Identity.WORLD, direction: Dir.FROM_POD, protocol: IpProto.UDP, port: 53 }] });
+    const plain = fromA(WORLD6, { proto: "udp", sport: 6000, dport: 53 });
+    const frame = new Uint8Array(plain.length + 8);
+    frame.set(plain.subarray(0, 54), 0);
+    frame[20] = 0; // next header: hop-by-hop
+    new DataView(frame.buffer).setUint16(18, plain.length - 54 + 8);
+    frame.set([IpProto.UDP, 0, 1, 4, 0, 0, 0, 0], 54); // PadN option fills the 8 bytes
+    frame.set(plain.subarray(54), 62);
+    expect(d.fromPod(frame).verdict).toBe(Verdict.OK);
+    expect(d.ctLookup({ src: A.ipv6, dst: WORLD6, sport: 6000, dport: 53, protocol: IpProto.UDP })).not.toBeNull();
+  });
+});
+
 interface DropRow {
   name: string;
   opts: Parameters<typeof setup>[0];
@@ -118,6 +133,7 @@ const dropRows: DropRow[] = [
   { name: "arp with a spoofed sender mac", opts: {}, frame: () => buildArp({ srcMac: A.mac, senderMac: B.mac, senderIp: A.ipv4, targetIp: "10.244.0.1" }), reason: Reason.SPOOFED_MAC },
   { name: "icmpv6 ns from link-local with a spoofed mac", opts: {}, frame: () => nsFromLinkLocal("fe80::2", B.mac), reason: Reason.SPOOFED_MAC },
   { name: "icmpv6 ns from someone else's global address", opts: {}, frame: () => nsFromLinkLocal("fd00:10:244::99"), reason: Reason.SPOOFED_IP },
+  { name: "icmpv6 echo from link-local is not link control", opts: {}, frame: () => buildPacket({ srcMac: A.mac, dstMac: A.nodeMac, src: "fe80::2", dst: WORLD6, l4: { proto: "icmpv6", type: 128, id: 1 } }), reason: Reason.SPOOFED_IP },
   { name: "ipv4 non-first fragment", opts: {}, frame: () => buildPacket({ srcMac: A.mac, dstMac: A.nodeMac, src: A.ipv4, dst: WORLD4, fragment: { offsetBytes: 1480, more: false }, l4: { proto: "udp", sport: 1, dport: 2 } }), reason: Reason.FRAGMENT },
   { name: "unsupported ethertype (lldp)", opts: {}, frame: () => { const f = buildArp({ srcMac: A.mac, senderMac: A.mac, senderIp: A.ipv4, targetIp: A.ipv4 }); f[12] = 0x88; f[13] = 0xcc; return f; }, reason: Reason.UNSUPPORTED_L3 },
   { name: "truncated tcp header", opts: {}, frame: () => fromA(WORLD4, SYN(80)).subarray(0, 14 + 20 + 10), reason: Reason.MALFORMED },
@@ -143,6 +159,7 @@ describe("from_pod passes without policy", () => {
     { name: "arp request from the pod's own mac and ip", frame: () => buildArp({ srcMac: A.mac, senderMac: A.mac, senderIp: A.ipv4, targetIp: "10.244.0.1" }) },
     { name: "icmpv6 neighbour solicitation from link-local", frame: () => nsFromLinkLocal("fe80::2") },
     { name: "icmpv6 router solicitation from the unspecified address", frame: () => buildPacket({ srcMac: A.mac, dstMac: "33:33:00:00:00:02", src: "::", dst: "ff02::2", ttl: 255, l4: { proto: "icmpv6", type: 133 } }) },
+    { name: "mldv2 report from the unspecified address (interface coming up)", frame: () => buildPacket({ srcMac: A.mac, dstMac: "33:33:00:00:00:16", src: "::", dst: "ff02::16", ttl: 1, l4: { proto: "icmpv6", type: 143 } }) },
   ];
   it.each(rows)("$name", (row) => {
     // no policy map at all: a policy lookup would drop with NO_POLICY_MAP
