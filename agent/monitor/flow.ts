@@ -6,7 +6,9 @@
 // decodeFlowEvent(fields, lookups) -> Flow, matchesFilter(flow, filter),
 // formatFlowTime(ns) -> RFC 3339 with nanoseconds.
 // Pure: no I/O, the agent injects the lookups (endpoint by ifindex / by IP,
-// identity labels, reason names, clock offset).
+// identity labels, clock offset). Enum values and reason names come from
+// the generated agent/generated/bpf-types.ts.
+import { TwillDirection, TwillEventType, TwillFamily, twillReasonName } from "../generated/bpf-types.js";
 
 /** One side of a flow. */
 export interface FlowPeer {
@@ -96,18 +98,9 @@ export interface FlowLookups {
   /** Local endpoint by pod IP, to name the other side of same-node flows. */
   endpointByIp(ip: string): FlowEndpointRef | null;
   identityLabels(identity: number): Readonly<Record<string, string>> | null;
-  /** Name of an enum twill_reason value, e.g. 12 -> "TWILL_DROP_POLICY". */
-  reasonName(reason: number): string | null;
   /** Add to a bpf_ktime_get_ns() value to get Unix-epoch nanoseconds. */
   readonly monotonicToUnixNs: bigint;
 }
-
-// Values from bpf/lib/common_types.h and events_types.h. They are wire
-// constants of the event format that this decoder interprets, not a mirror
-// of a struct layout; the generated codec (bpf-types.ts) owns the layout.
-const EVENT_DROP = 1;
-const DIR_FROM_POD = 0;
-const AF_INET = 2;
 
 /** Label key Kubernetes-derived identities carry for the pod's namespace. */
 const NAMESPACE_LABELS = ["k8s:io.kubernetes.pod.namespace", "io.kubernetes.pod.namespace"];
@@ -151,21 +144,18 @@ function peer(
 
 /** Turn one ring-buffer event into a Flow, naming what the lookups know. */
 export function decodeFlowEvent(ev: FlowEventFields, lookups: FlowLookups): Flow {
-  const family: 4 | 6 = ev.family === AF_INET ? 4 : 6;
+  const family: 4 | 6 = ev.family === TwillFamily.INET ? 4 : 6;
   const saddr = formatAddr(family, ev.saddr);
   const daddr = formatAddr(family, ev.daddr);
-  const egress = ev.direction === DIR_FROM_POD;
+  const egress = ev.direction === TwillDirection.FROM_POD;
   const self = lookups.endpointByIfindex(ev.ifindex);
   // The endpoint owning the veth is the source of egress traffic and the
   // destination of ingress traffic; the other side may be a local pod too.
   const srcLocal = egress ? self : lookups.endpointByIp(saddr);
   const dstLocal = egress ? lookups.endpointByIp(daddr) : self;
-  const dropped = ev.type === EVENT_DROP;
-  let dropReason: string | null = null;
-  if (dropped) {
-    const name = lookups.reasonName(ev.reason);
-    dropReason = name === null ? `REASON_${ev.reason}` : name.replace(/^TWILL_(DROP_|REASON_)/, "");
-  }
+  const dropped = ev.type === TwillEventType.DROP;
+  // "DROP_POLICY" -> "POLICY"; an unknown number stays visible as "unknown(29)".
+  const dropReason = dropped ? twillReasonName(ev.reason).replace(/^(DROP_|REASON_)/, "") : null;
   return {
     timeNs: ev.tsNs + lookups.monotonicToUnixNs,
     type: dropped ? "drop" : "new-conn",

@@ -11,6 +11,7 @@ import {
   type FlowFilter,
   type FlowLookups,
 } from "../../agent/monitor/flow.js";
+import { FlowEvent } from "../../agent/generated/bpf-types.js";
 import { FlowBuffer, type FlowStreamItem, type FlowSubscription } from "../../agent/monitor/flow-buffer.js";
 import { makeFlow } from "./api-fake-backend.js";
 
@@ -156,7 +157,6 @@ describe("decodeFlowEvent", () => {
     endpointByIfindex: (i) => (i === 12 ? { namespace: "default", pod: "web" } : null),
     endpointByIp: (ip) => (ip === "10.244.0.5" ? { namespace: "default", pod: "client" } : null),
     identityLabels: (id) => (id === 500 ? { "k8s:io.kubernetes.pod.namespace": "remote", app: "x" } : null),
-    reasonName: (r) => ({ 0: "TWILL_REASON_FORWARDED", 12: "TWILL_DROP_POLICY" })[r] ?? null,
     monotonicToUnixNs: 1_000_000_000n,
   };
   const base: FlowEventFields = {
@@ -210,8 +210,20 @@ describe("decodeFlowEvent", () => {
     expect(f.ruleRef).toBe(9);
   });
 
-  it("an unknown reason still gets a printable name", () => {
-    expect(decodeFlowEvent({ ...base, reason: 29 }, lookups).dropReason).toBe("REASON_29");
+  it.each([
+    { name: "spoofed source", reason: 10, want: "SPOOFED_IP" },
+    { name: "no policy map yet", reason: 13, want: "NO_POLICY_MAP" },
+    { name: "a reason this agent does not know", reason: 29, want: "unknown(29)" },
+  ])("drop reason name: $name", ({ reason, want }) => {
+    expect(decodeFlowEvent({ ...base, reason }, lookups).dropReason).toBe(want);
+  });
+
+  it("takes the generated codec's FlowEvent as it is (ports in host order)", () => {
+    const bytes = FlowEvent.encode({ ...base, pad: new Uint8Array(1), pad2: new Uint8Array(2) });
+    expect(bytes[34]).toBe(40000 >> 8); // big endian on the wire
+    const f = decodeFlowEvent(FlowEvent.decode(bytes), lookups);
+    expect(f.source.port).toBe(40000);
+    expect(f.destination).toMatchObject({ ip: "10.244.0.6", port: 80 });
   });
 
   it("formats time as RFC 3339 with nanoseconds", () => {
