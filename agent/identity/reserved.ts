@@ -4,26 +4,26 @@
 // API: `ReservedIdentity` (ANY, HOST, WORLD, UNMANAGED, REMOTE_NODE,
 // KUBE_APISERVER), `IDENTITY_FIRST_LOCAL`, `IDENTITY_LAST_LOCAL`,
 // `IDENTITY_CIDR_BASE`, `IDENTITY_CIDR_LAST`, `isCidrIdentity`.
-// The numbers are enum twill_identity_reserved of bpf/lib/common_types.h;
-// test/unit/identity.test.ts reads that header and fails if they drift (the
-// generated bpf-types.ts can replace these once it exists).
+// The numbers come from enum twill_identity_reserved (bpf/lib/common_types.h)
+// through the generated bpf-types.ts; nothing is mirrored by hand.
+import { TwillIdentityReserved } from "../generated/bpf-types.js";
 
 /** Identities with a fixed meaning. ANY (0) never names a peer: in a policy key it means "any identity". */
 export const ReservedIdentity = {
-  ANY: 0,
-  HOST: 1,
-  WORLD: 2,
-  UNMANAGED: 3,
-  REMOTE_NODE: 6,
-  KUBE_APISERVER: 7,
+  ANY: TwillIdentityReserved.ANY,
+  HOST: TwillIdentityReserved.HOST,
+  WORLD: TwillIdentityReserved.WORLD,
+  UNMANAGED: TwillIdentityReserved.UNMANAGED,
+  REMOTE_NODE: TwillIdentityReserved.REMOTE_NODE,
+  KUBE_APISERVER: TwillIdentityReserved.KUBE_APISERVER,
 } as const;
 
 /** First label-derived (pod) identity: TWILL_IDENTITY_FIRST_LOCAL. */
-export const IDENTITY_FIRST_LOCAL = 256;
+export const IDENTITY_FIRST_LOCAL: number = TwillIdentityReserved.FIRST_LOCAL;
 /** Last label-derived identity: just below the CIDR range. */
-export const IDENTITY_LAST_LOCAL = (1 << 24) - 1;
+export const IDENTITY_LAST_LOCAL: number = TwillIdentityReserved.CIDR_BASE - 1;
 /** First CIDR identity: TWILL_IDENTITY_CIDR_BASE (1 << 24). */
-export const IDENTITY_CIDR_BASE = 1 << 24;
+export const IDENTITY_CIDR_BASE: number = TwillIdentityReserved.CIDR_BASE;
 /** Last CIDR identity (identities are u32). */
 export const IDENTITY_CIDR_LAST = 0xffffffff;
 

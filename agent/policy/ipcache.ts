@@ -3,7 +3,8 @@
 // datapath's (for tests and policy traces).
 //
 // API: `IpcacheEntry`, `ipcacheEntriesForIpBlock(cidr, except, identityOf)`,
-// `mergeIpcache(podEntries, cidrEntries)`, `ipcacheLookup(entries, ip)`.
+// `mergeIpcache(podEntries, cidrEntries)`, `ipcacheLookup(entries, ip)`,
+// `ipPrefixOf(prefix)` (address bytes + length, what IpcacheMap takes).
 //
 // How excepts work. The ipcache trie holds pod /32 (/128) entries and, for
 // every ipBlock of every policy, its cidr AND each of its except prefixes,
@@ -16,7 +17,7 @@
 // within cidr and outside the excepts (selector.ts); the except prefix itself
 // maps to its own identity, never to B's. Pod entries win an exact-prefix
 // tie: ipBlocks do not match pod IPs (see evaluator.ts).
-import { cidrContains, parseCidr, parseIp } from "../ipam/cidr.js";
+import { cidrContains, ipBytes, parseCidr, parseIp } from "../ipam/cidr.js";
 import { ReservedIdentity } from "../identity/reserved.js";
 
 /** One ipcache trie entry: canonical prefix text -> identity. */
@@ -60,4 +61,10 @@ export function ipcacheLookup(entries: Iterable<IpcacheEntry>, ip: string): numb
     }
   }
   return identity;
+}
+
+/** Network-order address bytes (4 or 16) and prefix length of a prefix text, e.g. for IpcacheMap. */
+export function ipPrefixOf(prefix: string): { addr: Uint8Array; prefixLen: number } {
+  const c = parseCidr(prefix);
+  return { addr: ipBytes(c.family, c.base), prefixLen: c.prefixLen };
 }

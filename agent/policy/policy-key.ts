@@ -4,17 +4,21 @@
 //
 // API: `PolicyDirection` (FROM_POD 0 = egress, TO_POD 1 = ingress),
 // `IpProto`, `PolicyPrefix` (40 / 48 / 64), `PolicyKey`, `PolicyEntry`,
-// `policyKeyText`, `portRangePrefixes(lo, hi)`, `policyLookup(entries,
+// `policyKeyText`, `toBpfPolicyEntry`, `portRangePrefixes(lo, hi)`, `policyLookup(entries,
 // remoteIdentity, direction, protocol, port)`.
 //
 // Key bits, most significant first: identity (32), direction (8), protocol
 // (8), port (16). prefixLen 40 = identity + direction, 48 = + protocol,
 // 48 + n = + top n bits of the port. Bits past prefixLen are zero in the
 // keys built here, as an LPM trie ignores them anyway.
+// `toBpfPolicyEntry` turns an entry into the generated codec's key/value
+// (PolicyMap.replace takes those).
+import type { PolicyEntry as BpfPolicyEntry, PolicyKey as BpfPolicyKey } from "../generated/bpf-types.js";
+import { TwillDirection, TwillPolicyLpm } from "../generated/bpf-types.js";
 import { ReservedIdentity } from "../identity/reserved.js";
 
 /** enum twill_direction. */
-export const PolicyDirection = { FROM_POD: 0, TO_POD: 1 } as const;
+export const PolicyDirection = { FROM_POD: TwillDirection.FROM_POD, TO_POD: TwillDirection.TO_POD } as const;
 /** 0 = pod egress (from_pod), 1 = pod ingress (to_pod). */
 export type PolicyDirectionValue = (typeof PolicyDirection)[keyof typeof PolicyDirection];
 
@@ -22,7 +26,7 @@ export type PolicyDirectionValue = (typeof PolicyDirection)[keyof typeof PolicyD
 export const IpProto = { ICMP: 1, TCP: 6, UDP: 17, ICMPV6: 58, SCTP: 132 } as const;
 
 /** enum twill_policy_lpm. */
-export const PolicyPrefix = { DIR: 40, PROTO: 48, FULL: 64 } as const;
+export const PolicyPrefix = { DIR: TwillPolicyLpm.DIR, PROTO: TwillPolicyLpm.PROTO, FULL: TwillPolicyLpm.FULL } as const;
 
 /** One policy map key, host byte order (the codec converts identity and port). */
 export interface PolicyKey {
@@ -43,6 +47,14 @@ export interface PolicyEntry {
 /** Stable text of a key, for diffing desired against actual entries: "identity/dir/proto/port/len". */
 export function policyKeyText(k: PolicyKey): string {
   return `${k.identity}/${k.direction}/${k.protocol}/${k.port}/${k.prefixLen}`;
+}
+
+/** The generated codec's key and value of an entry (field names of struct policy_key / policy_entry). */
+export function toBpfPolicyEntry(e: PolicyEntry): { key: BpfPolicyKey; value: BpfPolicyEntry } {
+  return {
+    key: { prefixlen: e.key.prefixLen, identity: e.key.identity, direction: e.key.direction, protocol: e.key.protocol, dport: e.key.port },
+    value: { ruleRef: e.ruleRef, flags: 0 },
+  };
 }
 
 /** A port prefix: the top `bits` bits of `port` (0 bits = every port). */

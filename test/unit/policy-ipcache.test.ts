@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import { describe, expect, it } from "vitest";
 import { CidrIdentityAllocator } from "../../agent/identity/allocator.js";
-import { ipcacheEntriesForIpBlock, ipcacheLookup, mergeIpcache } from "../../agent/policy/ipcache.js";
+import { ipPrefixOf, ipcacheEntriesForIpBlock, ipcacheLookup, mergeIpcache } from "../../agent/policy/ipcache.js";
 import { SelectorCache, peerSelector } from "../../agent/policy/selector.js";
 
 describe("ipcache for ipBlocks", () => {
@@ -44,5 +44,10 @@ describe("ipcache for ipBlocks", () => {
     const v6 = mergeIpcache([], [{ prefix: "::/0", identity: 7 }]);
     expect(ipcacheLookup(v6, "10.0.0.1")).toBe(2);
     expect(ipcacheLookup(v6, "fd00::1")).toBe(7);
+  });
+
+  it("gives address bytes and length for the map layer", () => {
+    expect(ipPrefixOf("198.18.1.0/24")).toEqual({ addr: new Uint8Array([198, 18, 1, 0]), prefixLen: 24 });
+    expect(ipPrefixOf("fd00::/8").addr).toHaveLength(16);
   });
 });

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 import { describe, expect, it } from "vitest";
-import { IpProto, PolicyDirection, policyLookup, portRangePrefixes, type PolicyEntry } from "../../agent/policy/policy-key.js";
+import { PolicyKey as BpfPolicyKey } from "../../agent/generated/bpf-types.js";
+import { IpProto, PolicyDirection, policyLookup, portRangePrefixes, toBpfPolicyEntry, type PolicyEntry } from "../../agent/policy/policy-key.js";
 
 function covered(prefixes: { port: number; bits: number }[]): Set<number> {
   const out = new Set<number>();
@@ -69,5 +70,13 @@ describe("policyLookup", () => {
     { name: "nothing matches", id: 999, dir: 1 as const, proto: IpProto.TCP, port: 80, ref: null },
   ])("$name", ({ id, dir, proto, port, ref }) => {
     expect(policyLookup(entries, id, dir, proto, port)?.ruleRef ?? null).toBe(ref);
+  });
+});
+
+describe("toBpfPolicyEntry", () => {
+  it("encodes to the policy_key layout: identity and port big endian", () => {
+    const { key, value } = toBpfPolicyEntry({ key: { identity: 0x01020304, direction: 1, protocol: 6, port: 0x1f90, prefixLen: 64 }, ruleRef: 9 });
+    expect([...BpfPolicyKey.encode(key)]).toEqual([64, 0, 0, 0, 1, 2, 3, 4, 1, 6, 0x1f, 0x90]);
+    expect(value).toEqual({ ruleRef: 9, flags: 0 });
   });
 });
