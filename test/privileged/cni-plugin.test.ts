@@ -240,7 +240,7 @@ describe("twill-cni failure handling", () => {
     { name: "missing netns", env: { CNI_NETNS: "/var/run/netns/twt-missing" }, conf: {}, code: 4 },
     { name: "unsupported cniVersion", env: {}, conf: { cniVersion: "0.2.0" }, code: 1 },
     { name: "mtu out of range", env: {}, conf: { mtu: 10 }, code: 7 },
-  ])("rejects ADD with $name (code $code) and creates nothing", ({ env, conf, code }) => {
+  ] as { name: string; env: Record<string, string>; conf: Record<string, unknown>; code: number }[])("rejects ADD with $name (code $code) and creates nothing", ({ env, conf, code }) => {
     const pod = newPod();
     const r = runPlugin("ADD", { ...hostLocalConf(pod, "1.0.0"), ...conf }, { ...pod.env, ...env });
     expect(r.code).toBe(1);
