@@ -17,6 +17,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { compileDatapath } from "../agent/loader/compile-cache.js";
+import { openObject } from "../agent/native/libbpf.js";
 
 const run = promisify(execFile);
 const EXTRA_STRUCTS = ["flow_event"];
@@ -29,7 +30,6 @@ interface BtfType {
   type_id?: number;
   size?: number;
   nr_elems?: number;
-  linkage?: string;
   members?: Array<{ name: string; type_id: number; bits_offset: number; bitfield_size?: number }>;
   values?: Array<{ name: string; val: number }>;
   vars?: Array<{ type_id: number; offset: number; size: number }>;
@@ -292,10 +292,10 @@ async function main(): Promise<void> {
     if (!t) throw new GenError(`enum ${n} not in BTF (anchor it in maps.h)`);
     return t;
   });
-  const programs = [...btf.byId.values()]
-    .filter((t) => t.kind === "FUNC" && t.linkage === "global")
-    .map((t) => t.name)
-    .sort();
+  // Programs as libbpf sees them (entry points only, not global subprograms).
+  const obj = openObject(objectPath, { pinRootPath: null, rodata: {} });
+  const programs = obj.programNames().sort();
+  obj.close();
 
   const rodataSec = [...btf.byId.values()].find((t) => t.kind === "DATASEC" && t.name === ".rodata");
   const rodata = (rodataSec?.vars ?? []).map((v) => btf.get(v.type_id).name).sort();

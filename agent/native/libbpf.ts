@@ -180,7 +180,9 @@ const f = {
 /** libbpf print levels. */
 export type LibbpfLevel = "warn" | "info" | "debug";
 const LEVELS: readonly LibbpfLevel[] = ["warn", "info", "debug"];
-let messages: string[] = [];
+// Recent warn/info messages, numbered so a capture survives trimming.
+let messages: Array<{ seq: number; text: string }> = [];
+let seq = 0;
 let listener: ((level: LibbpfLevel, message: string) => void) | null = null;
 const printBuf = Buffer.alloc(64 * 1024);
 const printCb = koffi.register((level: number, fmt: string, ap: unknown): number => {
@@ -188,7 +190,7 @@ const printCb = koffi.register((level: number, fmt: string, ap: unknown): number
   const text = printBuf.subarray(0, Math.max(0, Math.min(n, printBuf.length - 1))).toString("utf8");
   const lvl = LEVELS[level] ?? "debug";
   if (lvl !== "debug") {
-    messages.push(text);
+    messages.push({ seq: ++seq, text });
     if (messages.length > 200) messages = messages.slice(-100);
   }
   listener?.(lvl, text.trimEnd());
@@ -203,9 +205,10 @@ export function onLibbpfMessage(fn: ((level: LibbpfLevel, message: string) => vo
 
 /** Run a native call and return the libbpf messages it produced. */
 function captured<T>(fn: () => T): { result: T; said: string } {
-  const start = messages.length;
+  const start = seq;
   const result = fn();
-  return { result, said: messages.slice(start).join("").trim() };
+  const said = messages.filter((m) => m.seq > start).map((m) => m.text);
+  return { result, said: said.join("").trim() };
 }
 
 /** Throw the typed error for a negative libbpf return. */

@@ -19,6 +19,7 @@ import { PolicyMap, PolicyTooLargeError, type PolicyMapEntry } from "../../agent
 import { openCt4 } from "../../agent/maps/conntrack-map.js";
 import { MetricsMap } from "../../agent/maps/metrics-map.js";
 import { EventsReader } from "../../agent/maps/events-reader.js";
+import { openDatapathMaps } from "../../agent/maps/datapath-maps.js";
 import { progTestRun } from "../../agent/native/libbpf.js";
 
 const REPO = resolve(import.meta.dirname, "../..");
@@ -151,6 +152,18 @@ describe("ConntrackMap.gc", () => {
     expect(result).toEqual({ scanned: cases.length, deleted: cases.filter((c) => c.deleted).length });
     const left = new Set(ct.entries().map(([k]) => k.sport - 1000));
     for (const [i, c] of cases.entries()) expect(left.has(i), c.name).toBe(!c.deleted);
+  });
+});
+
+describe("openDatapathMaps", () => {
+  it("wires every view to the datapath's maps", () => {
+    fresh();
+    const maps = openDatapathMaps(dp);
+    maps.endpoints.set(9, ep(9, 900));
+    maps.lxc.set(new Uint8Array([10, 244, 0, 9]), ep(9, 900));
+    expect(openEndpointMap(dp.mapFd(MapName.endpoints)).get(9)?.identity).toBe(900);
+    expect(new LxcMap(dp.mapFd(MapName.lxc)).get(new Uint8Array([10, 244, 0, 9]))?.identity).toBe(900);
+    expect(maps.eventsFd).toBe(dp.mapFd(MapName.events));
   });
 });
 
