@@ -9,9 +9,9 @@
 // .setEndpoint/.setLxc/.setIpcache/.setPolicy, .metric, .drainEvents,
 // .ctLookup, .close), Dir, Reason, Verdict, EventType, CtFlags.
 //
-// The byte layouts below mirror bpf/lib/*_types.h by hand because
-// agent/generated/bpf-types.ts did not exist when this was written; the
-// _Static_asserts there pin the sizes used here.
+// Keys, values and enums come from agent/generated/bpf-types.ts (generated
+// from the object's BTF), so a layout change in bpf/lib/*_types.h reaches
+// these tests without anyone mirroring it.
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, rmSync, statSync } from "node:fs";
@@ -30,35 +30,56 @@ import {
   openObject,
   progTestRun,
 } from "../../agent/native/libbpf.js";
+import {
+  CtEntry as CtEntryCodec,
+  CtKey4,
+  CtKey6,
+  EndpointInfo,
+  FlowEvent as FlowEventCodec,
+  IpcacheEntry,
+  IpcacheKey,
+  LxcKey,
+  MetricsValue,
+  PolicyEntry,
+  PolicyKey,
+  TwillCtFlags,
+  TwillDirection,
+  TwillEndpointFlags,
+  TwillEventType,
+  TwillFamily,
+  TwillIdentityReserved,
+  TwillPolicyLpm,
+  TwillReason,
+  U32,
+} from "../../agent/generated/bpf-types.js";
 import { ipBytes, macBytes } from "./packet.js";
 
-/** tc verdicts. */
+/** tc verdicts (TC_ACT_*: C macros, not in BTF). */
 export const Verdict = { OK: 0, SHOT: 2, REDIRECT: 7 } as const;
 /** enum twill_direction */
-export const Dir = { FROM_POD: 0, TO_POD: 1 } as const;
-/** enum twill_reason */
+export const Dir = { FROM_POD: TwillDirection.FROM_POD, TO_POD: TwillDirection.TO_POD } as const;
+/** enum twill_reason, short names for tables */
 export const Reason = {
-  FORWARDED: 0,
-  REDIRECTED: 1,
-  MALFORMED: 8,
-  NO_ENDPOINT: 9,
-  SPOOFED_IP: 10,
-  SPOOFED_MAC: 11,
-  POLICY: 12,
-  NO_POLICY_MAP: 13,
-  FRAGMENT: 14,
-  UNSUPPORTED_L3: 15,
-  TTL_EXCEEDED: 16,
-  REDIRECT_FAILED: 17,
-  CT_FULL: 18,
+  FORWARDED: TwillReason.REASON_FORWARDED,
+  REDIRECTED: TwillReason.REASON_REDIRECTED,
+  MALFORMED: TwillReason.DROP_MALFORMED,
+  NO_ENDPOINT: TwillReason.DROP_NO_ENDPOINT,
+  SPOOFED_IP: TwillReason.DROP_SPOOFED_IP,
+  SPOOFED_MAC: TwillReason.DROP_SPOOFED_MAC,
+  POLICY: TwillReason.DROP_POLICY,
+  NO_POLICY_MAP: TwillReason.DROP_NO_POLICY_MAP,
+  FRAGMENT: TwillReason.DROP_FRAGMENT,
+  UNSUPPORTED_L3: TwillReason.DROP_UNSUPPORTED_L3,
+  TTL_EXCEEDED: TwillReason.DROP_TTL_EXCEEDED,
+  REDIRECT_FAILED: TwillReason.DROP_REDIRECT_FAILED,
+  CT_FULL: TwillReason.DROP_CT_FULL,
 } as const;
-const REASON_MAX = 32;
 /** enum twill_event_type */
-export const EventType = { DROP: 1, NEW_CONN: 2 } as const;
+export const EventType = TwillEventType;
 /** enum twill_ct_flags */
-export const CtFlags = { SEEN_REPLY: 1, CLOSING: 2, TCP_SYN: 4 } as const;
+export const CtFlags = TwillCtFlags;
 /** Reserved identities. */
-export const Identity = { ANY: 0, HOST: 1, WORLD: 2 } as const;
+export const Identity = TwillIdentityReserved;
 
 const ROOT = resolve(import.meta.dirname, "../..");
 let compiled: string | null = null;
@@ -94,57 +115,40 @@ export interface PolicySpec {
 }
 
 /** A decoded struct flow_event. */
-export interface FlowEvent {
-  readonly ifindex: number;
-  readonly srcIdentity: number;
-  readonly dstIdentity: number;
-  readonly pktLen: number;
-  readonly ruleRef: number;
-  readonly type: number;
-  readonly direction: number;
-  readonly reason: number;
-  readonly protocol: number;
-  readonly family: number;
-  readonly sport: number;
-  readonly dport: number;
-}
+export type FlowEvent = FlowEventCodec;
 
 /** A decoded struct ct_entry. */
-export interface CtEntry {
-  readonly packets: bigint;
-  readonly bytes: bigint;
-  readonly srcIdentity: number;
-  readonly dstIdentity: number;
-  readonly flags: number;
-  readonly ruleRef: number;
-  readonly lastSeenNs: bigint;
+export type CtEntry = CtEntryCodec;
+
+const u32 = (n: number): Uint8Array => U32.encode(n);
+
+/** IPv4 text -> host-order number (the codecs convert __be32 fields). */
+function ipv4Number(ip: string): number {
+  return new DataView(ipBytes(ip).buffer).getUint32(0);
 }
 
-function u32(n: number): Uint8Array {
-  const b = new Uint8Array(4);
-  new DataView(b.buffer).setUint32(0, n, true);
-  return b;
+/** Address in the 16-byte key layout: IPv4 in the first 4 bytes. */
+function addr16(ip: string): { addr: Uint8Array; family: number } {
+  const a = ipBytes(ip);
+  const addr = new Uint8Array(16);
+  addr.set(a);
+  return { addr, family: a.length === 4 ? TwillFamily.INET : TwillFamily.INET6 };
 }
 
 function encodeEndpoint(ep: EndpointSpec): Uint8Array {
-  const b = new Uint8Array(44);
-  const v = new DataView(b.buffer);
-  v.setUint32(0, ep.ifindex, true);
-  v.setUint32(4, ep.identity, true);
-  if (ep.ipv4 !== undefined) b.set(ipBytes(ep.ipv4), 8);
-  v.setUint32(12, (ep.ipv4 !== undefined ? 1 : 0) | (ep.ipv6 !== undefined ? 2 : 0), true);
-  if (ep.ipv6 !== undefined) b.set(ipBytes(ep.ipv6), 16);
-  b.set(macBytes(ep.mac), 32);
-  b.set(macBytes(ep.nodeMac), 38);
-  return b;
+  return EndpointInfo.encode({
+    ifindex: ep.ifindex,
+    identity: ep.identity,
+    ipv4: ep.ipv4 !== undefined ? ipv4Number(ep.ipv4) : 0,
+    flags: (ep.ipv4 !== undefined ? TwillEndpointFlags.IPV4 : 0) | (ep.ipv6 !== undefined ? TwillEndpointFlags.IPV6 : 0),
+    ipv6: ep.ipv6 !== undefined ? ipBytes(ep.ipv6) : new Uint8Array(16),
+    mac: macBytes(ep.mac),
+    nodeMac: macBytes(ep.nodeMac),
+  });
 }
 
 function lxcKey(ip: string): Uint8Array {
-  const a = ipBytes(ip);
-  const b = new Uint8Array(20);
-  b.set(a, 0);
-  b[16] = a.length === 4 ? 2 : 10;
-  return b;
+  return LxcKey.encode({ ...addr16(ip), pad: new Uint8Array(3) });
 }
 
 /** A loaded datapath object with its own bpf root. */
@@ -217,14 +221,10 @@ export class Datapath {
   /** twill_ipcache[cidr] = identity. */
   setIpcache(cidr: string, identity: number): void {
     const [ip = "", len] = cidr.split("/");
-    const a = ipBytes(ip);
-    const key = new Uint8Array(24);
-    new DataView(key.buffer).setUint32(0, 32 + Number(len ?? a.length * 8), true);
-    key[7] = a.length === 4 ? 2 : 10;
-    key.set(a, 8);
-    const value = new Uint8Array(8);
-    new DataView(value.buffer).setUint32(0, identity, true);
-    mapUpdate(this.#obj.mapFd("twill_ipcache"), key, value);
+    const { addr, family } = addr16(ip);
+    const bits = len !== undefined ? Number(len) : family === TwillFamily.INET ? 32 : 128;
+    const key = IpcacheKey.encode({ prefixlen: 32 + bits, pad: new Uint8Array(3), family, addr });
+    mapUpdate(this.#obj.mapFd("twill_ipcache"), key, IpcacheEntry.encode({ identity, flags: 0 }));
   }
 
   /** Give the endpoint at ifindex a fresh policy trie holding entries. */
@@ -240,17 +240,14 @@ export class Datapath {
     });
     try {
       for (const e of entries) {
-        const key = new Uint8Array(12);
-        const v = new DataView(key.buffer);
-        const prefix = e.protocol === undefined ? 40 : e.port === undefined ? 48 : 48 + (e.portBits ?? 16);
-        v.setUint32(0, prefix, true);
-        v.setUint32(4, e.identity); // big endian
-        key[8] = e.direction;
-        key[9] = e.protocol ?? 0;
-        v.setUint16(10, e.port ?? 0); // big endian
-        const value = new Uint8Array(8);
-        value.set(u32(e.ruleRef ?? 0), 0);
-        mapUpdate(inner, key, value);
+        const prefixlen =
+          e.protocol === undefined
+            ? TwillPolicyLpm.DIR
+            : e.port === undefined
+              ? TwillPolicyLpm.PROTO
+              : TwillPolicyLpm.PROTO + (e.portBits ?? 16);
+        const key = PolicyKey.encode({ prefixlen, identity: e.identity, direction: e.direction, protocol: e.protocol ?? 0, dport: e.port ?? 0 });
+        mapUpdate(inner, key, PolicyEntry.encode({ ruleRef: e.ruleRef ?? 0, flags: 0 }));
       }
       mapUpdate(this.#obj.mapFd("twill_policy"), u32(ifindex), u32(inner));
     } finally {
@@ -261,11 +258,11 @@ export class Datapath {
   /** Packets counted for (direction, reason), summed over CPUs. */
   metric(dir: number, reason: number): number {
     const cpus = numPossibleCpus();
-    const v = mapLookup(this.#obj.mapFd("twill_metrics"), u32(dir * REASON_MAX + reason), 16 * cpus);
+    const key = u32(dir * TwillReason.REASON_MAX + reason);
+    const v = mapLookup(this.#obj.mapFd("twill_metrics"), key, MetricsValue.SIZE * cpus);
     if (v === null) return 0;
-    const dv = new DataView(v.buffer);
     let n = 0n;
-    for (let c = 0; c < cpus; c++) n += dv.getBigUint64(c * 16, true);
+    for (let c = 0; c < cpus; c++) n += MetricsValue.decode(v, c * MetricsValue.SIZE).packets;
     return Number(n);
   }
 
@@ -277,44 +274,16 @@ export class Datapath {
 
   /** Conntrack entry for a tuple in the opener's direction, or null. */
   ctLookup(t: { src: string; dst: string; sport: number; dport: number; protocol: number }): CtEntry | null {
-    const s = ipBytes(t.src);
-    const v4 = s.length === 4;
-    const key = new Uint8Array(v4 ? 16 : 40);
-    const v = new DataView(key.buffer);
-    key.set(s, 0);
-    key.set(ipBytes(t.dst), v4 ? 4 : 16);
-    v.setUint16(v4 ? 8 : 32, t.sport);
-    v.setUint16(v4 ? 10 : 34, t.dport);
-    key[v4 ? 12 : 36] = t.protocol;
-    const e = mapLookup(this.#obj.mapFd(v4 ? "twill_ct4" : "twill_ct6"), key, 48);
-    if (e === null) return null;
-    const d = new DataView(e.buffer);
-    return {
-      lastSeenNs: d.getBigUint64(8, true),
-      packets: d.getBigUint64(16, true),
-      bytes: d.getBigUint64(24, true),
-      srcIdentity: d.getUint32(32, true),
-      dstIdentity: d.getUint32(36, true),
-      flags: d.getUint32(40, true),
-      ruleRef: d.getUint32(44, true),
-    };
+    const v4 = !t.src.includes(":");
+    const pad = new Uint8Array(3);
+    const key = v4
+      ? CtKey4.encode({ saddr: ipv4Number(t.src), daddr: ipv4Number(t.dst), sport: t.sport, dport: t.dport, protocol: t.protocol, pad })
+      : CtKey6.encode({ saddr: ipBytes(t.src), daddr: ipBytes(t.dst), sport: t.sport, dport: t.dport, protocol: t.protocol, pad });
+    const e = mapLookup(this.#obj.mapFd(v4 ? "twill_ct4" : "twill_ct6"), key, CtEntryCodec.SIZE);
+    return e === null ? null : CtEntryCodec.decode(e);
   }
 }
 
 function decodeEvent(b: Uint8Array): FlowEvent {
-  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  return {
-    ifindex: v.getUint32(8, true),
-    srcIdentity: v.getUint32(12, true),
-    dstIdentity: v.getUint32(16, true),
-    pktLen: v.getUint32(20, true),
-    ruleRef: v.getUint32(24, true),
-    type: v.getUint8(28),
-    direction: v.getUint8(29),
-    reason: v.getUint8(30),
-    protocol: v.getUint8(31),
-    family: v.getUint8(32),
-    sport: v.getUint16(34),
-    dport: v.getUint16(36),
-  };
+  return FlowEventCodec.decode(b);
 }
