@@ -19,20 +19,26 @@ ours() { # ours PID: the process is alive and was started for this DIR
   [ -n "$1" ] && [ -r "/proc/$1/cmdline" ] && tr '\0' ' ' <"/proc/$1/cmdline" | grep -qF -- "$dir/"
 }
 
-pids=()
-if [ -f "$dir/pids" ]; then
-  for key in APISERVER_PID ETCD_PID; do
-    pid="$(sed -n "s/^$key=//p" "$dir/pids")"
-    if ours "$pid"; then pids+=("$pid"); fi
+# stop PID GRACE_TICKS: TERM, then KILL after GRACE_TICKS*0.1s, then wait
+# until it is gone so the caller can reuse its ports at once.
+stop() {
+  ours "$1" || return 0
+  kill -TERM "$1" 2>/dev/null || true
+  for _ in $(seq 1 "$2"); do
+    ours "$1" || return 0
+    sleep 0.1
   done
-fi
-# The apiserver first, so it does not log etcd errors while going down.
-for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-for pid in "${pids[@]}"; do
-  for _ in $(seq 1 50); do
-    ours "$pid" || break
-    sleep 0.2
+  kill -KILL "$1" 2>/dev/null || true
+  for _ in $(seq 1 100); do
+    ours "$1" || return 0
+    sleep 0.1
   done
-  if ours "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
-done
+  echo "stop-control-plane: pid $1 still running after SIGKILL" >&2
+}
+
+pid_of() { [ -f "$dir/pids" ] && sed -n "s/^$1=//p" "$dir/pids" || true; }
+# The apiserver first, while etcd still answers: with etcd gone its graceful
+# shutdown hangs on storage. Everything is thrown away, so grace stays short.
+stop "$(pid_of APISERVER_PID)" 30
+stop "$(pid_of ETCD_PID)" 30
 rm -rf -- "$dir"
