@@ -32,6 +32,8 @@ export interface VethPair {
   readonly podMac: string;
   readonly netns: string;
   readonly mtu: number;
+  /** A host end of the same name existed (an earlier ADD died half-way) and was replaced. */
+  readonly replacedStale: boolean;
 }
 
 /** The pod's addresses without prefix ("10.244.0.5"); null = family absent. */
@@ -63,7 +65,8 @@ function writeIpv6Sysctl(key: string, value: number, netns: string | null): void
  */
 export function createVeth(hostIfname: string, podIfname: string, netns: string, mtu: number): VethPair {
   return NetlinkSocket.with(null, (host) => {
-    if (findLink(host, hostIfname) !== null) deleteLink(host, hostIfname);
+    const replacedStale = findLink(host, hostIfname) !== null;
+    if (replacedStale) deleteLink(host, hostIfname);
     createVethPair(host, { name: hostIfname, peerName: podIfname, peerNetns: { path: netns }, mtu });
     try {
       // Both link-local addresses would otherwise be "tentative" for ~1-2 s
@@ -78,7 +81,7 @@ export function createVeth(hostIfname: string, podIfname: string, netns: string,
         const p = getLink(pod, podIfname);
         return {
           hostIfname, hostIfindex: h.index, hostMac: mustMac(h, "host"),
-          podIfname, podIfindex: p.index, podMac: mustMac(p, "pod"), netns, mtu,
+          podIfname, podIfindex: p.index, podMac: mustMac(p, "pod"), netns, mtu, replacedStale,
         };
       });
     } catch (e: unknown) {

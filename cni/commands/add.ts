@@ -97,6 +97,9 @@ export async function cmdAdd(req: CniRequest): Promise<Record<string, unknown>> 
     undo.push({ what: `remove veth ${hostIfname}`, run: () => removeVeth(hostIfname) });
 
     if (client !== null) {
+      // The agent answers a repeated Create with the endpoint it already
+      // has; after a replaced stale veth that would name a dead ifindex.
+      if (pair.replacedStale) await client.deleteEndpoint(env.containerId, env.ifname);
       const ep = await client.createEndpoint({
         containerId: env.containerId, ifname: env.ifname, netns,
         hostIfname, hostIfindex: pair.hostIfindex, hostMac: pair.hostMac, podMac: pair.podMac,

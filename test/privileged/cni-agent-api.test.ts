@@ -147,6 +147,23 @@ describe("twill-cni with the agent's gRPC API", () => {
     expect((await runPlugin("DEL", conf, env)).code).toBe(0);
   });
 
+  it("a repeated ADD replaces the veth and re-registers it, so the agent never keeps a dead ifindex", async () => {
+    const { socket, t } = await setup();
+    const netns = createNetns(cleanup);
+    const containerId = randomName("twtctr", 16);
+    const hostIf = hostVethName(containerId);
+    cleanup.add(`link ${hostIf}`, () => { spawnSync("ip", ["link", "del", hostIf], { stdio: "ignore" }); });
+    const conf = { cniVersion: "1.0.0", type: "twill-cni", socket };
+    const env = { CNI_CONTAINERID: containerId, CNI_NETNS: netns.path, CNI_IFNAME: "eth0" };
+    expect((await runPlugin("ADD", conf, env)).code).toBe(0);
+    const first = t.endpoints.get(containerId)?.hostIfindex;
+    const again = await runPlugin("ADD", conf, env);
+    expect(again.code, again.stdout).toBe(0);
+    const link = ipJson<{ ifindex: number }[]>(["link", "show", hostIf])[0];
+    expect(link?.ifindex).not.toBe(first);
+    expect(t.endpoints.get(containerId)?.hostIfindex).toBe(link?.ifindex);
+  });
+
   it("rolls back the veth when the agent refuses the endpoint", async () => {
     const { socket, t } = await setup();
     t.failCreate.on = true;

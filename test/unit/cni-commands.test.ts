@@ -10,7 +10,7 @@ import type { VethPair, WiringState } from "../../cni/wiring.js";
 
 const pair: VethPair = {
   hostIfname: "twba7816bf8f0", hostIfindex: 20, hostMac: "02:00:00:00:00:01",
-  podIfname: "eth0", podIfindex: 2, podMac: "02:00:00:00:00:02", netns: "/var/run/netns/p", mtu: 1500,
+  podIfname: "eth0", podIfindex: 2, podMac: "02:00:00:00:00:02", netns: "/var/run/netns/p", mtu: 1500, replacedStale: false,
 };
 
 describe("buildResult", () => {
