@@ -11,6 +11,7 @@
 //
 // API: AgentClient (createEndpoint, deleteEndpoint, getEndpoint, gcEndpoints,
 // health, close), AgentUnreachableError, isAgentUnreachable, loadProto.
+import * as fs from "node:fs";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
@@ -50,8 +51,13 @@ export function loadProto(): AgentProto & EndpointProto {
   if (typeof TWILL_PROTO_JSON === "string") {
     def = protoLoader.fromJSON(JSON.parse(TWILL_PROTO_JSON) as Parameters<typeof protoLoader.fromJSON>[0], PROTO_OPTIONS);
   } else {
+    // cni/ under tsx, dist/cni/ after tsc (which does not copy .proto files).
     const here = path.dirname(fileURLToPath(import.meta.url));
-    const protoDir = process.env["TWILL_PROTO_DIR"] ?? path.resolve(here, "..", "proto");
+    const candidates = [process.env["TWILL_PROTO_DIR"], path.resolve(here, "..", "proto"), path.resolve(here, "..", "..", "proto")];
+    const protoDir = candidates.find((d): d is string => d !== undefined && fs.existsSync(path.join(d, "twill", "v1", "endpoint.proto")));
+    if (protoDir === undefined) {
+      throw new CniError(CniErrorCode.IoFailure, "load agent api: proto/twill/v1 not found", `looked in ${candidates.filter(Boolean).join(", ")}`);
+    }
     def = protoLoader.loadSync(PROTO_FILES, { ...PROTO_OPTIONS, includeDirs: [protoDir] });
   }
   return grpc.loadPackageDefinition(def) as unknown as AgentProto & EndpointProto;
