@@ -6,18 +6,15 @@
  *       Reserves, fills and submits one struct flow_event. If the ring is
  *       full the event is counted in twill_ev_lost[0] instead: the datapath
  *       never waits for the agent.
- * Wakeups: the agent drains the ring on a timer (agent/maps/events-reader.ts)
- * and never sleeps on its epoll fd, so a wakeup per event (an irq_work each
- * time the reader has caught up, i.e. on nearly every first packet of an
- * idle node) would be pure cost. Records are submitted without one until
- * EVENTS_WAKEUP_BYTES are pending, so a poll()-based reader still wakes up
- * under load but must use a timeout to see a trickle.
+ * Wakeups: submit with flags 0, the kernel's adaptive mode: it wakes the
+ * reader only when the reader had caught up, i.e. at most once per drain of
+ * the agent's timer (agent/maps/events-reader.ts). Never FORCE_WAKEUP: an
+ * irq_work per event costs ~9 us in a VM, exactly when a slow reader lets
+ * the ring fill.
  */
 #pragma once
 
 #include "conntrack.h"
-
-#define EVENTS_WAKEUP_BYTES (64 * 1024)
 
 static __always_inline void events_emit(__u8 type, __u8 dir, __u8 reason,
 					__u32 ifindex,
@@ -52,9 +49,5 @@ static __always_inline void events_emit(__u8 type, __u8 dir, __u8 reason,
 	ev->pad2[0] = ev->pad2[1] = 0;
 	__builtin_memcpy(ev->saddr, pkt->saddr, 16);
 	__builtin_memcpy(ev->daddr, pkt->daddr, 16);
-	bpf_ringbuf_submit(ev, bpf_ringbuf_query(&twill_events,
-						 BPF_RB_AVAIL_DATA) >
-					      EVENTS_WAKEUP_BYTES
-				      ? BPF_RB_FORCE_WAKEUP
-				      : BPF_RB_NO_WAKEUP);
+	bpf_ringbuf_submit(ev, 0);
 }
