@@ -8,8 +8,9 @@
  *   lxc_check_source(skb, ep, &pkt) -> 0 | 1 (ND, pass without policy)
  *                                      | -TWILL_DROP_SPOOFED_*
  *       Frame source MAC must be ep->mac, source IP the endpoint's. ICMPv6
- *       router/neighbour discovery and MLD from a link-local or unspecified
- *       source (DAD, gateway resolution, joins) returns 1.
+ *       router/neighbour discovery and MLD returns 1 when it comes from a
+ *       link-local or unspecified source (DAD, gateway resolution, joins)
+ *       or from the endpoint's own address (answers for it).
  *   lxc_lookup(&pkt) -> endpoint_info * | NULL     twill_lxc[daddr]
  *   lxc_rewrite(skb, dst) -> 0 | -TWILL_DROP_*
  *       For delivery straight into a local pod we are the router: source
@@ -77,7 +78,10 @@ static __always_inline int lxc_check_source(struct __sk_buff *skb,
 	if (!(ep->flags & TWILL_EP_HAS_IPV6) ||
 	    !lxc_ip6_eq(pkt->saddr, ep->ipv6))
 		return -TWILL_DROP_SPOOFED_IP;
-	return 0;
+	/* The pod answers the host's neighbour solicitations for its global
+	 * address from that address: policy must not see them either, or an
+	 * isolated egress would cut the host off from the pod's IPv6. */
+	return parse_is_nd(pkt);
 }
 
 static __always_inline struct endpoint_info *

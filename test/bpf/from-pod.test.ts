@@ -159,6 +159,7 @@ describe("from_pod passes without policy", () => {
     { name: "arp request from the pod's own mac and ip", frame: () => buildArp({ srcMac: A.mac, senderMac: A.mac, senderIp: A.ipv4, targetIp: "10.244.0.1" }) },
     { name: "icmpv6 neighbour solicitation from link-local", frame: () => nsFromLinkLocal("fe80::2") },
     { name: "icmpv6 router solicitation from the unspecified address", frame: () => buildPacket({ srcMac: A.mac, dstMac: "33:33:00:00:00:02", src: "::", dst: "ff02::2", ttl: 255, l4: { proto: "icmpv6", type: 133 } }) },
+    { name: "icmpv6 neighbour advertisement from the pod's own global address", frame: () => buildPacket({ srcMac: A.mac, dstMac: A.nodeMac, src: A.ipv6, dst: "fe80::1", ttl: 255, l4: { proto: "icmpv6", type: 136 } }) },
     { name: "mldv2 report from the unspecified address (interface coming up)", frame: () => buildPacket({ srcMac: A.mac, dstMac: "33:33:00:00:00:16", src: "::", dst: "ff02::16", ttl: 1, l4: { proto: "icmpv6", type: 143 } }) },
   ];
   it.each(rows)("$name", (row) => {
