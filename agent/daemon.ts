@@ -1,0 +1,300 @@
+// SPDX-License-Identifier: Apache-2.0
+// The agent core: owns the loaded datapath, IPAM, the endpoint records and
+// the policy engine, and keeps the maps equal to what cluster state asks for.
+//
+// Lifecycle: `Daemon.start(config, log)` compiles (cache), loads and pins the
+// datapath, restores endpoints from the state dir (re-attaching idempotently:
+// traffic of running pods is never interrupted by a restart), then follows a
+// ClusterSource. Every change schedules one regeneration; regenerations are
+// serialised and coalesced. Introspection for the API lives in
+// agent/introspect/; this file is lifecycle and endpoints only.
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Logger } from "./log.js";
+import type { Config } from "./config/config.js";
+import { compileDatapath } from "./loader/compile-cache.js";
+import { loadDatapath, type Datapath } from "./loader/datapath-loader.js";
+import { attachEndpoint, attachMode, detachEndpoint, attachedIfindexes, type AttachMode } from "./loader/attach.js";
+import { probeTcx } from "./loader/probes.js";
+import { openDatapathMaps, type DatapathMaps } from "./maps/datapath-maps.js";
+import { EventsReader } from "./maps/events-reader.js";
+import { monotonicNowNs } from "./maps/conntrack-map.js";
+import { ProgramName } from "./generated/bpf-types.js";
+import { IpAllocator } from "./ipam/allocator.js";
+import { parseCidr } from "./ipam/cidr.js";
+import { EndpointStore, type EndpointRecord } from "./endpoint/endpoint-store.js";
+import { PolicyEngine, type DesiredState } from "./reconcile/policy-engine.js";
+import { DatapathSync } from "./reconcile/datapath-sync.js";
+import { fileIdentityStore } from "./identity/file-store.js";
+import type { ClusterSnapshot } from "./k8s/cluster-source.js";
+import { FlowBuffer } from "./monitor/flow-buffer.js";
+import { decodeFlowEvent } from "./monitor/flow.js";
+import { NetlinkSocket, listAddresses, findLink } from "./netlink/index.js";
+import { AlreadyExistsError, type CreateEndpointParams } from "./api/agent-state.js";
+
+const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), fileURLToPath(import.meta.url).includes("/dist/") ? "../.." : "..");
+
+/** Where the C sources are (next to the agent's code, in the repo or the image). */
+export function bpfSourceDir(): string {
+  return path.join(REPO_ROOT, "bpf");
+}
+
+const EMPTY_SNAPSHOT: ClusterSnapshot = { namespaces: [], pods: [], policies: [], errors: [] };
+
+/** The running agent core. */
+export class Daemon {
+  readonly startedAt = Date.now();
+  readonly flows = new FlowBuffer();
+  snapshot: ClusterSnapshot = EMPTY_SNAPSHOT;
+  desired: DesiredState | null = null;
+  lastRegenerateError: string | null = null;
+  regenerations = 0;
+  private readonly sync: DatapathSync;
+  private regenQueued = false;
+  private regenChain: Promise<void> = Promise.resolve();
+  private timers: NodeJS.Timeout[] = [];
+  private events: EventsReader | null = null;
+  private lostSeen = 0n;
+
+  private constructor(
+    readonly config: Config,
+    readonly log: Logger,
+    readonly datapath: Datapath,
+    readonly maps: DatapathMaps,
+    readonly ipam: IpAllocator,
+    readonly store: EndpointStore,
+    readonly engine: PolicyEngine,
+    readonly mode: AttachMode,
+  ) {
+    this.sync = new DatapathSync(maps);
+  }
+
+  /** Compile, load, restore endpoints. The caller then feeds snapshots. */
+  static async start(config: Config, log: Logger): Promise<Daemon> {
+    fs.mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
+    const t0 = performance.now();
+    const compiled = await compileDatapath({
+      source: path.join(bpfSourceDir(), "lxc.bpf.c"),
+      includeDir: bpfSourceDir(),
+      cacheDir: path.join(config.stateDir, "bpf-cache"),
+    });
+    log.info({ hash: compiled.hash.slice(0, 12), cacheHit: compiled.cacheHit, ms: Math.round(performance.now() - t0) }, "datapath object ready");
+    const datapath = loadDatapath({ objectPath: compiled.objectPath, bpfRoot: config.bpfRoot, settings: { hostIdentity: 1, redirectPeer: true } });
+    const maps = openDatapathMaps(datapath);
+    const tcx = probeTcx();
+    const mode = attachMode(config.forceClsact);
+    log.info({ mode, tcx: tcx.supported, reason: tcx.reason }, "attach mode");
+    const ipam = IpAllocator.open(path.join(config.stateDir, "ipam"), config.podCidrs);
+    const store = new EndpointStore(path.join(config.stateDir, "endpoints"));
+    const engine = new PolicyEngine(
+      fileIdentityStore(path.join(config.stateDir, "identities.json")),
+      fileIdentityStore(path.join(config.stateDir, "cidr-identities.json")),
+    );
+    const d = new Daemon(config, log, datapath, maps, ipam, store, engine, mode);
+    d.restore();
+    d.startBackground();
+    return d;
+  }
+
+  /** Endpoints whose veth is gone are dropped; stale attachments and map entries removed. */
+  private restore(): void {
+    const keep = new Set<number>();
+    NetlinkSocket.with(null, (nl) => {
+      for (const r of this.store.list()) {
+        const link = findLink(nl, r.hostIfindex);
+        if (!link || link.name !== r.hostIfname) {
+          this.log.info({ containerId: r.containerId, veth: r.hostIfname }, "endpoint veth gone while the agent was away: removing");
+          this.forget(r);
+          continue;
+        }
+        keep.add(r.hostIfindex);
+      }
+    });
+    for (const ifindex of attachedIfindexes(this.config.bpfRoot)) if (!keep.has(ifindex)) detachEndpoint(this.config.bpfRoot, ifindex);
+    for (const ifindex of this.maps.endpoints.keys()) if (!keep.has(ifindex)) this.maps.endpoints.delete(ifindex);
+    for (const ifindex of this.maps.policy.ifindexes()) if (!keep.has(ifindex)) this.maps.policy.delete(ifindex);
+    this.log.info({ endpoints: keep.size }, "endpoints restored");
+  }
+
+  private startBackground(): void {
+    this.events = new EventsReader(this.maps.eventsFd, (ev) => {
+      this.flows.push(decodeFlowEvent(ev, this.flowLookups));
+    });
+    this.events.start(20);
+    const lost = setInterval(() => {
+      const total = this.maps.metrics.eventsLost();
+      if (total > this.lostSeen) this.flows.reportLost(Number(total - this.lostSeen));
+      this.lostSeen = total;
+    }, 1000);
+    const gc = setInterval(() => {
+      const now = monotonicNowNs();
+      const r4 = this.maps.ct4.gc(now);
+      const r6 = this.maps.ct6.gc(now);
+      if (r4.deleted + r6.deleted > 0) this.log.debug({ deleted: r4.deleted + r6.deleted }, "conntrack gc");
+    }, 10_000);
+    for (const t of [lost, gc]) t.unref();
+    this.timers.push(lost, gc);
+  }
+
+  private readonly flowLookups = {
+    endpointByIfindex: (ifindex: number) => {
+      const r = this.store.list().find((x) => x.hostIfindex === ifindex);
+      return r ? { namespace: r.namespace, pod: r.podName } : null;
+    },
+    endpointByIp: (ip: string) => {
+      const r = this.store.list().find((x) => x.ipv4 === ip || x.ipv6 === ip);
+      return r ? { namespace: r.namespace, pod: r.podName } : null;
+    },
+    identityLabels: (identity: number) => {
+      const l = this.engine.identities.labelsOf(identity);
+      if (!l) return null;
+      return { ...Object.fromEntries(Object.entries(l.podLabels).map(([k, v]) => [`k8s:${k}`, v])), "k8s:io.kubernetes.pod.namespace": l.namespace };
+    },
+    monotonicToUnixNs: BigInt(Date.now()) * 1_000_000n - monotonicNowNs(),
+  };
+
+  /** New cluster state from the source. */
+  setSnapshot(s: ClusterSnapshot): void {
+    for (const e of s.errors) this.log.warn({ source: e.source }, e.message);
+    this.snapshot = s;
+    void this.regenerate("cluster state changed");
+  }
+
+  /** Recompute and sync; concurrent calls coalesce into one more run. */
+  regenerate(why: string): Promise<void> {
+    if (this.regenQueued) return this.regenChain;
+    this.regenQueued = true;
+    this.regenChain = this.regenChain.then(() => {
+      this.regenQueued = false;
+      this.regenerateNow(why);
+    });
+    return this.regenChain;
+  }
+
+  private hostIps(): string[] {
+    return NetlinkSocket.with(null, (nl) =>
+      listAddresses(nl).filter((a) => a.scope === 0).map((a) => a.address),
+    );
+  }
+
+  /** Synchronous full recompute + minimal map writes. Never throws: failures are logged and kept in status. */
+  regenerateNow(why: string): void {
+    const records = this.store.list();
+    try {
+      const desired = this.engine.compute({
+        namespaces: this.snapshot.namespaces,
+        pods: this.snapshot.pods,
+        policies: this.snapshot.policies,
+        endpoints: records.map((r) => ({ key: r.containerId, namespace: r.namespace, podName: r.podName, ips: [r.ipv4, r.ipv6].filter((x): x is string => x !== null) })),
+        hostIps: this.hostIps(),
+      });
+      const local = new Set(records.flatMap((r) => [r.ipv4 && `${parseCidr(`${r.ipv4}/32`).text}`, r.ipv6 && `${parseCidr(`${r.ipv6}/128`).text}`].filter((x): x is string => !!x)));
+      // ipcache first (peers learn new pods), then each endpoint's trie.
+      const ipc = this.syncIpcacheAdditions(desired, local);
+      let changed = 0;
+      for (const r of records) {
+        const ep = desired.endpoints.get(r.containerId);
+        if (!ep) continue;
+        try {
+          if (this.sync.syncEndpoint(r, ep.identity, ep.entries)) changed++;
+        } catch (e: unknown) {
+          // Keep the previous policy in force (never "allow all"); say why.
+          this.log.error({ containerId: r.containerId, err: String(e) }, "endpoint policy not applied; previous policy stays");
+        }
+      }
+      this.desired = desired;
+      this.regenerations++;
+      this.lastRegenerateError = null;
+      this.log.debug({ why, ms: desired.computeMs.toFixed(2), changed, ipcache: ipc }, "regenerated");
+    } catch (e: unknown) {
+      this.lastRegenerateError = e instanceof Error ? e.message : String(e);
+      this.log.error({ why, err: this.lastRegenerateError }, "regeneration failed; datapath keeps its previous state");
+    }
+  }
+
+  private syncIpcacheAdditions(desired: DesiredState, local: ReadonlySet<string>): { written: number; deleted: number } {
+    return this.sync.syncIpcache(desired.ipcache, local);
+  }
+
+  /** CNI ADD: allocate, record, program, attach. Rolls back everything on failure. */
+  async createEndpoint(p: CreateEndpointParams): Promise<EndpointRecord> {
+    await this.regenChain;
+    const existing = this.store.get(p.containerId);
+    if (existing) {
+      if (existing.ifname !== p.ifname) {
+        throw new AlreadyExistsError("endpoint", p.containerId, `container already has interface ${existing.ifname}`);
+      }
+      if (existing.hostIfindex === p.hostIfindex) return existing;
+      this.removeFromDatapath(existing); // the runtime re-created the veth
+    }
+    const wantV4 = p.family !== "ipv6";
+    const wantV6 = p.family !== "ipv4";
+    const allocs = this.ipam.allocate(p.containerId, p.ifname).filter((a) => (a.family === 4 ? wantV4 : wantV6));
+    const rec: EndpointRecord = {
+      containerId: p.containerId, ifname: p.ifname, netns: p.netns,
+      hostIfname: p.hostIfname, hostIfindex: p.hostIfindex, hostMac: p.hostMac, podMac: p.podMac,
+      ipv4: allocs.find((a) => a.family === 4)?.ip ?? null,
+      ipv6: allocs.find((a) => a.family === 6)?.ip ?? null,
+      namespace: p.pod?.namespace ?? "default", podName: p.pod?.name ?? p.containerId.slice(0, 12),
+      createdAt: existing?.createdAt ?? new Date().toISOString(),
+    };
+    try {
+      this.store.put(rec);
+      this.regenerateNow(`endpoint ${rec.namespace}/${rec.podName} added`);
+      if (!this.desired?.endpoints.has(rec.containerId)) throw new Error(`program endpoint ${rec.containerId}: ${this.lastRegenerateError ?? "no policy computed"}`);
+      const fds = { fromPodFd: this.datapath.progFd(ProgramName.fromPod), toPodFd: this.datapath.progFd(ProgramName.toPod) };
+      attachEndpoint({ bpfRoot: this.config.bpfRoot, ifindex: rec.hostIfindex, ifname: rec.hostIfname, forceClsact: this.config.forceClsact, ...fds });
+    } catch (e: unknown) {
+      this.forget(rec);
+      this.regenerateNow("endpoint add rolled back");
+      throw e;
+    }
+    this.log.info({ containerId: rec.containerId, pod: `${rec.namespace}/${rec.podName}`, ipv4: rec.ipv4, ipv6: rec.ipv6, veth: rec.hostIfname }, "endpoint created");
+    return rec;
+  }
+
+  /** CNI DEL: detach, clear maps, release addresses. False if unknown. */
+  async deleteEndpoint(containerId: string, ifname: string | null): Promise<boolean> {
+    await this.regenChain;
+    const r = this.store.get(containerId);
+    if (!r || (ifname !== null && r.ifname !== ifname)) {
+      // Addresses may be held without an endpoint (crash between IPAM and record).
+      return this.ipam.release(containerId, ifname ?? undefined).length > 0;
+    }
+    this.forget(r);
+    this.regenerateNow(`endpoint ${r.namespace}/${r.podName} deleted`);
+    this.log.info({ containerId, pod: `${r.namespace}/${r.podName}` }, "endpoint deleted");
+    return true;
+  }
+
+  private removeFromDatapath(r: EndpointRecord): void {
+    detachEndpoint(this.config.bpfRoot, r.hostIfindex);
+    this.sync.removeEndpoint(r);
+  }
+
+  private forget(r: EndpointRecord): void {
+    this.removeFromDatapath(r);
+    this.ipam.release(r.containerId);
+    this.store.delete(r.containerId);
+  }
+
+  /** CNI GC: delete endpoints (and addresses) of containers not in `valid`. */
+  async gcEndpoints(valid: ReadonlySet<string>): Promise<string[]> {
+    const removed: string[] = [];
+    for (const r of this.store.list()) {
+      if (valid.has(r.containerId)) continue;
+      await this.deleteEndpoint(r.containerId, null);
+      removed.push(r.containerId);
+    }
+    for (const a of this.ipam.gc(valid)) if (!removed.includes(a.containerId)) removed.push(a.containerId);
+    return removed;
+  }
+
+  /** Stop background work; pins, links and maps stay so traffic continues. */
+  stop(): void {
+    for (const t of this.timers) clearInterval(t);
+    this.events?.close();
+    this.datapath.close();
+  }
+}
