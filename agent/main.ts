@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // SPDX-License-Identifier: Apache-2.0
 // twill-agent entry point: wiring and lifecycle only.
-import { parseConfig, ConfigError } from "./config/config.js";
+import { parseConfig, ConfigError, HelpShown } from "./config/config.js";
 import { createLogger } from "./log.js";
 import { Daemon } from "./daemon.js";
 import { startStandaloneSource } from "./k8s/standalone-source.js";
@@ -19,6 +19,7 @@ async function main(): Promise<number> {
   try {
     config = parseConfig(process.argv.slice(2));
   } catch (e: unknown) {
+    if (e instanceof HelpShown) return 0;
     if (e instanceof ConfigError) {
       process.stderr.write(`twill-agent: ${e.message}\n`);
       return 2;

@@ -39,6 +39,14 @@ export class ConfigError extends Error {
   }
 }
 
+/** --help was printed; the caller exits 0. */
+export class HelpShown extends Error {
+  constructor() {
+    super("help shown");
+    this.name = "HelpShown";
+  }
+}
+
 const DEFAULT_POD_CIDRS = ["10.244.0.0/24", "fd00:10:244::/64"];
 
 function collect(value: string, previous: string[]): string[] {
@@ -69,8 +77,9 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pr
   try {
     cmd.parse([...argv], { from: "user" });
   } catch (e: unknown) {
+    const code = (e as { code?: unknown }).code;
+    if (code === "commander.helpDisplayed" || code === "commander.help") throw new HelpShown();
     const msg = e instanceof Error ? e.message : String(e);
-    if (msg === "(outputHelp)" || /--help|--version/.test(msg)) throw e;
     throw new ConfigError("arguments", msg.replace(/^error: /, ""));
   }
   const o = cmd.opts<{
