@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// Three projects: unit (no root), bpf (root, BPF_PROG_TEST_RUN, no netns),
+// Four projects: unit (no root), bpf (root, BPF_PROG_TEST_RUN, no netns),
 // privileged (root, real netns/veth/packets; files run one at a time because
-// they share the kernel's bpffs and tc state).
+// they share the kernel's bpffs and tc state), k8s (a real control plane).
 import { defineConfig } from "vitest/config";
 
 export default defineConfig({
@@ -23,6 +23,18 @@ export default defineConfig({
           fileParallelism: false,
           testTimeout: 120_000,
           hookTimeout: 120_000,
+        },
+      },
+      {
+        // Real etcd + kube-apiserver per file (test/helpers/control-plane.ts);
+        // files run one at a time so two control planes never compete for the
+        // 2 cores during startup.
+        test: {
+          name: "k8s",
+          include: ["test/k8s/**/*.test.ts"],
+          fileParallelism: false,
+          testTimeout: 120_000,
+          hookTimeout: 180_000,
         },
       },
     ],

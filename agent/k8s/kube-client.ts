@@ -152,6 +152,7 @@ class HttpsKubeClient implements KubeClient {
         if (status !== 200) {
           const chunks: Buffer[] = [];
           res.on("data", (c: Buffer) => chunks.push(c));
+          res.on("error", (e: Error) => reject(e));
           res.on("end", () => reject(apiError("GET", path, status, Buffer.concat(chunks).toString("utf8"))));
           return;
         }
@@ -167,7 +168,10 @@ class HttpsKubeClient implements KubeClient {
           }
           onEvent(ev);
         });
-        res.on("error", (e: Error) => reject(e));
+        // readline re-emits its input's errors (ECONNRESET when the server
+        // goes away mid-stream); unhandled, that would crash the agent.
+        lines.on("error", (e: Error) => reject(new Error(`watch ${path}: ${e.message}`, { cause: e })));
+        res.on("error", (e: Error) => reject(new Error(`watch ${path}: ${e.message}`, { cause: e })));
         res.on("end", () => resolve());
         res.on("close", () => (res.complete ? resolve() : reject(new Error(`watch ${path}: connection closed mid-stream`))));
       });

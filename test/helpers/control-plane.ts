@@ -8,6 +8,8 @@
 //   startControlPlane(opts?) → ControlPlane {kubeconfigPath, server, token,
 //     caFile, dir, binDir, kubectl(...args), stop()}
 //   ControlPlaneError: any failure to build, start or stop.
+//   stopApiServer()/startApiServer(): take the kube-apiserver down and bring it
+//     back on the same port, etcd and certificates (etcd keeps running).
 //
 // There is no scheduler, controller-manager or kubelet: create pods with
 // spec.nodeName set and patch their status yourself. The ServiceAccount
@@ -17,8 +19,9 @@
 // hack/build-control-plane.sh before the tests, after which this helper's
 // build step takes well under a second.
 
-import { execFile } from "node:child_process";
-import { mkdtemp, readFile } from "node:fs/promises";
+import { execFile, spawn } from "node:child_process";
+import { closeSync, openSync } from "node:fs";
+import { mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -50,6 +53,10 @@ export interface ControlPlane {
   kubectl(...args: string[]): Promise<string>;
   /** Kill etcd and kube-apiserver and delete `dir`. Safe to call twice. */
   stop(): Promise<void>;
+  /** Stop the kube-apiserver only (etcd keeps the data); resolves once it has exited. */
+  stopApiServer(): Promise<void>;
+  /** Start the kube-apiserver again with the same command line; resolves once /readyz is ok. */
+  startApiServer(): Promise<void>;
 }
 
 /** Options of {@link startControlPlane}. */
@@ -95,12 +102,80 @@ export async function startControlPlane(opts: StartControlPlaneOptions = {}): Pr
         }
       },
       stop,
+      ...apiServerControl(dir, need(env, "SERVER"), need(env, "TOKEN"), need(env, "CA_FILE")),
     };
   } catch (e: unknown) {
     // Clean up whatever the start script got running before it failed.
     await stop().catch(() => undefined);
     throw e;
   }
+}
+
+/**
+ * Stop and restart the apiserver of `dir`. The command line is read from
+ * /proc of the running process (start-control-plane.sh owns the flags), and
+ * the new pid is written back to DIR/pids so stop-control-plane.sh still
+ * finds it.
+ */
+function apiServerControl(dir: string, server: string, token: string, caFile: string): Pick<ControlPlane, "stopApiServer" | "startApiServer"> {
+  let argv: string[] | null = null;
+  const pidsFile = join(dir, "pids");
+  const currentPid = async (): Promise<number | null> => {
+    const m = /^APISERVER_PID=(\d+)$/m.exec(await readFile(pidsFile, "utf8"));
+    return m?.[1] ? Number(m[1]) : null;
+  };
+  const alive = async (pid: number): Promise<boolean> => {
+    try {
+      return (await readFile(`/proc/${pid}/cmdline`, "utf8")).includes(`${dir}/`);
+    } catch {
+      return false;
+    }
+  };
+  return {
+    stopApiServer: async (): Promise<void> => {
+      const pid = await currentPid();
+      if (pid === null || !(await alive(pid))) return;
+      argv = (await readFile(`/proc/${pid}/cmdline`, "utf8")).split("\0").filter((a) => a !== "");
+      process.kill(pid, "SIGTERM");
+      // Short grace: open watches hold a graceful shutdown for up to a minute, and
+      // a crash is the case tests care about anyway.
+      for (let i = 0; i < 20 && (await alive(pid)); i++) await sleep(100);
+      if (await alive(pid)) process.kill(pid, "SIGKILL");
+      for (let i = 0; i < 100 && (await alive(pid)); i++) await sleep(100);
+    },
+    startApiServer: async (): Promise<void> => {
+      if (argv === null) throw new ControlPlaneError("start kube-apiserver: stopApiServer() was not called first");
+      const [cmd, ...args] = argv;
+      if (cmd === undefined) throw new ControlPlaneError("start kube-apiserver: empty command line");
+      const log = openSync(join(dir, "kube-apiserver.log"), "a");
+      const child = spawn(cmd, args, { detached: true, stdio: ["ignore", log, log] });
+      closeSync(log);
+      child.unref();
+      const pid = child.pid;
+      if (pid === undefined) throw new ControlPlaneError("start kube-apiserver: spawn failed");
+      const pids = (await readFile(pidsFile, "utf8")).replace(/^APISERVER_PID=\d+$/m, `APISERVER_PID=${pid}`);
+      await writeFile(pidsFile, pids);
+      for (let i = 0; i < 600; i++) {
+        if ((await readyz(server, token, caFile)) === "ok") return;
+        if (!(await alive(pid))) break;
+        await sleep(100);
+      }
+      throw new ControlPlaneError(`start kube-apiserver: not ready after restart (see ${join(dir, "kube-apiserver.log")})`);
+    },
+  };
+}
+
+async function readyz(server: string, token: string, caFile: string): Promise<string> {
+  try {
+    const { stdout } = await run("curl", ["-sS", "--max-time", "2", "--cacert", caFile, "-H", `Authorization: Bearer ${token}`, `${server}/readyz`]);
+    return stdout;
+  } catch {
+    return "";
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 async function script(name: string, args: string[], timeoutMs: number, what: string): Promise<string> {
