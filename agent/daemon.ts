@@ -230,7 +230,7 @@ export class Daemon {
     }
     const wantV4 = p.family !== "ipv6";
     const wantV6 = p.family !== "ipv4";
-    const allocs = this.ipam.allocate(p.containerId, p.ifname).filter((a) => (a.family === 4 ? wantV4 : wantV6));
+    const allocs = this.ipam.allocate(p.containerId, p.ifname, p.requestedIps).filter((a) => (a.family === 4 ? wantV4 : wantV6));
     const rec: EndpointRecord = {
       containerId: p.containerId, ifname: p.ifname, netns: p.netns,
       hostIfname: p.hostIfname, hostIfindex: p.hostIfindex, hostMac: p.hostMac, podMac: p.podMac,

@@ -41,6 +41,8 @@ export interface CreateEndpointParams {
   /** From CNI_ARGS; null when the runtime did not say (not Kubernetes). */
   readonly pod: PodRef | null;
   readonly family: FamilyRequest;
+  /** Specific addresses asked for (CNI_ARGS IP=, runtimeConfig ips); at most one per family. */
+  readonly requestedIps: readonly string[];
 }
 
 /** One address of an endpoint and how the pod routes through the host. */

@@ -14,6 +14,7 @@ export interface CreateEndpointRequest {
   'podMac'?: (string);
   'pod'?: (_twill_v1_PodRef | null);
   'family'?: (_twill_v1_IpFamily);
+  'requestedIps'?: (string)[];
 }
 
 export interface CreateEndpointRequest__Output {
@@ -26,4 +27,5 @@ export interface CreateEndpointRequest__Output {
   'podMac': (string);
   'pod': (_twill_v1_PodRef__Output | null);
   'family': (_twill_v1_IpFamily__Output);
+  'requestedIps': (string)[];
 }
