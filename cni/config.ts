@@ -3,11 +3,13 @@
 // one validated CniRequest. Every rejection is a CniError with the spec code
 // a runtime expects (4 env, 6 JSON, 7 config, 1 version, 2 unsupported field).
 //
-// API: parseEnv, parseCniArgs, parseNetConf, hostVethName, validateIfname,
-// CniEnv, NetConf, DEFAULT_SOCKET, DEFAULT_MTU, CNI_COMMANDS. Optional config
-// fields: socket, mtu, logLevel, ipam, deletionQueueDir.
+// API: parseEnv, parseCniArgs, parseNetConf, requestedIps, hostVethName,
+// validateIfname, CniEnv, NetConf, DEFAULT_SOCKET, DEFAULT_MTU, CNI_COMMANDS.
+// Optional config fields: socket, mtu, logLevel, ipam, deletionQueueDir,
+// runtimeConfig.ips (capability "ips").
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
+import { isIP } from "node:net";
 import { DEFAULT_DELETION_QUEUE_DIR } from "./deletion-queue.js";
 import { CniError, CniErrorCode } from "./errors.js";
 import { isSupportedVersion, parseResult, verbAllowed, type CniResult, type CniVersion } from "./version.js";
@@ -59,6 +61,8 @@ export interface NetConf {
   readonly prevResult: CniResult | null;
   /** GC only: attachments the runtime still considers alive. */
   readonly validAttachments: readonly GcAttachment[];
+  /** runtimeConfig.ips without prefix lengths ("ips" capability), else empty. */
+  readonly runtimeIps: readonly string[];
   /** The stdin object as received, for delegation to an IPAM plugin. */
   readonly raw: Readonly<Record<string, unknown>>;
 }
@@ -160,8 +164,8 @@ function parseAttachments(raw: Record<string, unknown>): GcAttachment[] {
 }
 
 /**
- * Validate the stdin network configuration for `command`. Only "type" is
- * required; socket, mtu, logLevel and ipam are optional.
+ * Validate the stdin network configuration for `command`. cniVersion, name
+ * and type are required; socket, mtu, logLevel and ipam are optional.
  */
 export function parseNetConf(raw: Record<string, unknown>, command: CniCommand): NetConf {
   const version = raw["cniVersion"];
@@ -173,9 +177,13 @@ export function parseNetConf(raw: Record<string, unknown>, command: CniCommand):
   }
   verbAllowed(command, version);
   const type = raw["type"];
+  if (type === undefined) throw confError("type", "is missing");
   if (typeof type !== "string" || type === "") throw confError("type", "must be a non-empty string");
-  const name = raw["name"] ?? "twill";
-  if (typeof name !== "string") throw confError("name", "is not a string");
+  // Required by the spec; libcni fills it in for every plugin of a conflist,
+  // so a plugin entry there still needs nothing but "type".
+  const name = raw["name"];
+  if (name === undefined) throw confError("name", "is missing");
+  if (typeof name !== "string" || name === "") throw confError("name", "must be a non-empty string");
   const socket = raw["socket"] ?? DEFAULT_SOCKET;
   if (typeof socket !== "string" || socket === "") throw confError("socket", "must be a non-empty path");
   const mtu = raw["mtu"] ?? DEFAULT_MTU;
@@ -208,10 +216,51 @@ export function parseNetConf(raw: Record<string, unknown>, command: CniCommand):
   const prevRaw = raw["prevResult"];
   const prevResult = prevRaw === undefined || prevRaw === null ? null : parseResult(prevRaw, version);
   const validAttachments = command === "GC" ? parseAttachments(raw) : [];
+  const runtimeIps = parseRuntimeIps(raw["runtimeConfig"]);
   return {
     cniVersion: version, name, type, socket, mtu, logLevel: logLevel as CniLogLevel, deletionQueueDir,
-    ipam, prevResult, validAttachments, raw,
+    ipam, prevResult, validAttachments, runtimeIps, raw,
   };
+}
+
+function bareAddress(field: string, text: string): string {
+  const ip = text.split("/")[0] ?? "";
+  if (isIP(ip) === 0) throw confError(field, `${JSON.stringify(text)} is not an IP address`);
+  return ip;
+}
+
+// The "ips" capability (spec CONVENTIONS.md): runtimeConfig.ips is a list of
+// addresses, with or without a prefix length.
+function parseRuntimeIps(rc: unknown): string[] {
+  if (!isObject(rc) || rc["ips"] === undefined || rc["ips"] === null) return [];
+  const ips = rc["ips"];
+  if (!Array.isArray(ips)) throw confError("runtimeConfig.ips", "is not a list");
+  return ips.map((x, n) => {
+    if (typeof x !== "string") throw confError(`runtimeConfig.ips[${n}]`, "is not a string");
+    return bareAddress(`runtimeConfig.ips[${n}]`, x);
+  });
+}
+
+/**
+ * Addresses the runtime asks for: CNI_ARGS IP= (comma-separated, as
+ * host-local reads it) and runtimeConfig.ips, at most one per family.
+ */
+export function requestedIps(env: CniEnv, conf: NetConf): string[] {
+  const fromArgs = (env.args.get("IP") ?? "").split(",").filter((x) => x !== "")
+    .map((x) => {
+      const ip = x.split("/")[0] ?? "";
+      if (isIP(ip) === 0) throw envError("CNI_ARGS", `IP=${x} is not an IP address`);
+      return ip;
+    });
+  const out: string[] = [];
+  for (const ip of [...fromArgs, ...conf.runtimeIps]) {
+    if (out.includes(ip)) continue;
+    if (out.some((o) => isIP(o) === isIP(ip))) {
+      throw envError("CNI_ARGS", `more than one IPv${isIP(ip)} address requested (${[...out, ip].join(", ")})`);
+    }
+    out.push(ip);
+  }
+  return out;
 }
 
 /** Host-side veth name: "tw" + first 11 hex chars of sha256(containerId). */

@@ -8,7 +8,7 @@
 // API: cmdAdd(req) -> result object (spec version of the config).
 import type { Endpoint__Output } from "../../agent/generated/proto/twill/v1/Endpoint.js";
 import { AgentClient } from "../client.js";
-import { hostVethName } from "../config.js";
+import { hostVethName, requestedIps } from "../config.js";
 import { delegateIpam } from "../delegate-ipam.js";
 import { CniError, CniErrorCode } from "../errors.js";
 import { formatResult, type CniResult } from "../version.js";
@@ -74,6 +74,8 @@ export async function cmdAdd(req: CniRequest): Promise<Record<string, unknown>> 
   const netns = env.netns as string; // parseEnv guarantees it for ADD
   const hostIfname = hostVethName(env.containerId);
   const undo: Undo[] = [];
+  // Validated before anything is made, so a bad IP= leaves nothing behind.
+  const wanted = requestedIps(env, conf);
   const client = conf.ipam === null ? new AgentClient(conf.socket) : null;
   try {
     let addrs: PodAddresses | null = null;
@@ -104,7 +106,7 @@ export async function cmdAdd(req: CniRequest): Promise<Record<string, unknown>> 
         containerId: env.containerId, ifname: env.ifname, netns,
         hostIfname, hostIfindex: pair.hostIfindex, hostMac: pair.hostMac, podMac: pair.podMac,
         pod: { namespace: env.args.get("K8S_POD_NAMESPACE") ?? "", name: env.args.get("K8S_POD_NAME") ?? "" },
-        family: "IP_FAMILY_UNSPECIFIED",
+        family: "IP_FAMILY_UNSPECIFIED", requestedIps: wanted,
       });
       undo.push({ what: "delete endpoint", run: () => client.deleteEndpoint(env.containerId, env.ifname) });
       addrs = addressesFromEndpoint(ep);

@@ -100,8 +100,8 @@ describe("twill-cni with the agent's gRPC API", () => {
   });
 
   async function setup(): Promise<{ socket: string; t: ReturnType<typeof testBackend>; ipam: IpAllocator; n: number }> {
-    const n = 200 + Math.floor(Math.random() * 50);
-    const ipam = IpAllocator.open(path.join(workDir, randomName("ipam-", 8)), [parseCidr(`10.244.${n}.0/24`), parseCidr(`fd00:10:244:${n.toString(16)}::/64`)]);
+    const n = 23; // this file's share of the CNI work's pod range
+    const ipam = IpAllocator.open(path.join(workDir, randomName("ipam-", 8)), [parseCidr(`10.244.${n}.0/24`), parseCidr(`fd00:10:244:${n}::/64`)]);
     const t = testBackend(ipam);
     const socket = path.join(workDir, randomName("agent-", 6) + ".sock");
     server = await startApiServer(t.backend, { socketPath: socket, tcpAddress: null });
@@ -153,7 +153,7 @@ describe("twill-cni with the agent's gRPC API", () => {
     const containerId = randomName("twtctr", 16);
     const hostIf = hostVethName(containerId);
     cleanup.add(`link ${hostIf}`, () => { spawnSync("ip", ["link", "del", hostIf], { stdio: "ignore" }); });
-    const conf = { cniVersion: "1.0.0", type: "twill-cni", socket };
+    const conf = { cniVersion: "1.0.0", name: "twt-net", type: "twill-cni", socket };
     const env = { CNI_CONTAINERID: containerId, CNI_NETNS: netns.path, CNI_IFNAME: "eth0" };
     expect((await runPlugin("ADD", conf, env)).code).toBe(0);
     const first = t.endpoints.get(containerId)?.hostIfindex;
@@ -169,7 +169,7 @@ describe("twill-cni with the agent's gRPC API", () => {
     t.failCreate.on = true;
     const netns = createNetns(cleanup);
     const containerId = randomName("twtctr", 16);
-    const add = await runPlugin("ADD", { cniVersion: "1.0.0", type: "twill-cni", socket },
+    const add = await runPlugin("ADD", { cniVersion: "1.0.0", name: "twt-net", type: "twill-cni", socket },
       { CNI_CONTAINERID: containerId, CNI_NETNS: netns.path, CNI_IFNAME: "eth0" });
     expect(add.code).toBe(1);
     expect(add.json).toMatchObject({ code: 101, msg: expect.stringContaining("create endpoint") });
@@ -184,7 +184,7 @@ describe("twill-cni with the agent's gRPC API", () => {
     const hostIf = hostVethName(containerId);
     cleanup.add(`link ${hostIf}`, () => { spawnSync("ip", ["link", "del", hostIf], { stdio: "ignore" }); });
     const queue = path.join(workDir, randomName("queue-", 8));
-    const conf = { cniVersion: "1.0.0", type: "twill-cni", socket, deletionQueueDir: queue };
+    const conf = { cniVersion: "1.0.0", name: "twt-net", type: "twill-cni", socket, deletionQueueDir: queue };
     const env = { CNI_CONTAINERID: containerId, CNI_NETNS: netns.path, CNI_IFNAME: "eth0" };
     expect((await runPlugin("ADD", conf, env)).code).toBe(0);
 

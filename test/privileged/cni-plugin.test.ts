@@ -29,7 +29,7 @@ beforeAll(() => {
 cat >/dev/null
 echo "$CNI_COMMAND $CNI_CONTAINERID" >> "${workDir}/twt-ipam.log"
 case "$CNI_COMMAND" in
-ADD) echo '{"cniVersion":"1.1.0","ips":[{"address":"10.244.254.7/24"},{"address":"fd00:10:244:fe::7/64"}],"dns":{"nameservers":["10.96.0.10"]}}' ;;
+ADD) echo '{"cniVersion":"1.1.0","ips":[{"address":"10.244.22.7/24"},{"address":"fd00:10:244:22::7/64"}],"dns":{"nameservers":["10.96.0.10"]}}' ;;
 VERSION) echo '{"cniVersion":"1.1.0","supportedVersions":["1.1.0"]}' ;;
 esac
 `, { mode: 0o755 });
@@ -70,6 +70,11 @@ interface Pod {
   subnet6: string;
 }
 
+// This file's pod range is 10.244.20.0/24 and fd00:10:244:20::/64 (the CNI
+// work's share); each pod gets its own /28 and /80 so pods of one test never
+// share an address.
+let podCounter = 0;
+
 function newPod(): Pod {
   const netns = createNetns(cleanup);
   const containerId = randomName("twtctr", 16);
@@ -78,10 +83,10 @@ function newPod(): Pod {
   cleanup.add(`link ${hostIf}`, () => { spawnSync("ip", ["link", "del", hostIf], { stdio: "ignore" }); });
   const dataDir = path.join(workDir, randomName("ipam-", 8));
   cleanup.add(`dir ${dataDir}`, () => fs.rmSync(dataDir, { recursive: true, force: true }));
-  const n = 200 + Math.floor(Math.random() * 50);
+  const k = podCounter++ % 16;
   return {
     netns, containerId, hostIf, dataDir,
-    subnet4: `10.244.${n}.0/24`, subnet6: `fd00:10:244:${n.toString(16)}::/64`,
+    subnet4: `10.244.20.${k * 16}/28`, subnet6: `fd00:10:244:20:${k.toString(16)}::/80`,
     env: { CNI_CONTAINERID: containerId, CNI_NETNS: netns.path, CNI_IFNAME: "eth0", CNI_ARGS: "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web" },
   };
 }
@@ -165,10 +170,10 @@ describe("twill-cni 1.1.0 with a delegated 1.1.0 IPAM plugin", () => {
     const add = runPlugin("ADD", conf, pod.env);
     expect(add.code, add.stdout).toBe(0);
     const res = add.json as { ips: { address: string }[]; dns: unknown; interfaces: { mtu?: number }[] };
-    expect(res.ips.map((i) => i.address)).toEqual(["10.244.254.7/32", "fd00:10:244:fe::7/128"]);
+    expect(res.ips.map((i) => i.address)).toEqual(["10.244.22.7/32", "fd00:10:244:22::7/128"]);
     expect(res.dns).toEqual({ nameservers: ["10.96.0.10"] });
     expect(res.interfaces[1]?.mtu).toBe(1500);
-    expect(ip(["-4", "addr", "show", "eth0"], pod.netns.name)).toContain("10.244.254.7/32");
+    expect(ip(["-4", "addr", "show", "eth0"], pod.netns.name)).toContain("10.244.22.7/32");
 
     expect(runPlugin("CHECK", { ...conf, prevResult: res }, pod.env).code).toBe(0);
     ip(["route", "del", "default"], pod.netns.name);
@@ -207,7 +212,7 @@ describe("twill-cni failure handling", () => {
   it("fails ADD with code 11 naming the socket when the agent is unreachable, leaving nothing behind", () => {
     const pod = newPod();
     const socket = path.join(workDir, "no-agent.sock");
-    const add = runPlugin("ADD", { cniVersion: "1.1.0", type: "twill-cni", socket }, pod.env);
+    const add = runPlugin("ADD", { cniVersion: "1.1.0", name: "twt-net", type: "twill-cni", socket }, pod.env);
     expect(add.code).toBe(1);
     expect(add.json).toMatchObject({ cniVersion: "1.1.0", code: 11, msg: `create endpoint: agent unreachable at ${socket}` });
     expect(linkExists(pod.hostIf)).toBe(false);
@@ -215,14 +220,14 @@ describe("twill-cni failure handling", () => {
   });
 
   it("reports STATUS 50 when the agent is unreachable", () => {
-    const r = runPlugin("STATUS", { cniVersion: "1.1.0", type: "twill-cni", socket: path.join(workDir, "none.sock") }, {});
+    const r = runPlugin("STATUS", { cniVersion: "1.1.0", name: "twt-net", type: "twill-cni", socket: path.join(workDir, "none.sock") }, {});
     expect(r.json).toMatchObject({ code: 50 });
   });
 
   it("succeeds DEL with the agent down by queueing the deletion, also when the netns is gone", () => {
     const pod = newPod();
     const queue = path.join(workDir, randomName("queue-", 8));
-    const conf = { cniVersion: "1.0.0", type: "twill-cni", socket: path.join(workDir, "none.sock"), deletionQueueDir: queue };
+    const conf = { cniVersion: "1.0.0", name: "twt-net", type: "twill-cni", socket: path.join(workDir, "none.sock"), deletionQueueDir: queue };
     const del = runPlugin("DEL", conf, { ...pod.env, CNI_NETNS: "/var/run/netns/twt-gone" });
     expect(del.code, del.stdout).toBe(0);
     const entry = JSON.parse(fs.readFileSync(path.join(queue, `${pod.containerId}.json`), "utf8")) as Record<string, unknown>;

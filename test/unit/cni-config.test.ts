@@ -76,8 +76,8 @@ describe("parseCniArgs", () => {
 describe("parseNetConf", () => {
   const base = { cniVersion: "1.0.0", name: "twill", type: "twill-cni" };
 
-  it("needs only type and cniVersion, filling defaults", () => {
-    const c = parseNetConf({ cniVersion: "1.1.0", type: "twill-cni" }, "ADD");
+  it("needs only cniVersion, name and type, filling defaults", () => {
+    const c = parseNetConf({ cniVersion: "1.1.0", name: "n", type: "twill-cni" }, "ADD");
     expect(c).toMatchObject({ cniVersion: "1.1.0", type: "twill-cni", socket: DEFAULT_SOCKET, mtu: DEFAULT_MTU, ipam: null, prevResult: null });
   });
 
@@ -105,8 +105,9 @@ describe("parseNetConf", () => {
     { name: "CHECK in 0.3.1", raw: { ...base, cniVersion: "0.3.1" }, cmd: "CHECK", code: CniErrorCode.IncompatibleVersion },
     { name: "GC in 1.0.0", raw: base, cmd: "GC", code: CniErrorCode.IncompatibleVersion },
     { name: "STATUS in 0.4.0", raw: { ...base, cniVersion: "0.4.0" }, cmd: "STATUS", code: CniErrorCode.IncompatibleVersion },
-    { name: "missing cniVersion", raw: { type: "twill-cni" }, cmd: "ADD", code: CniErrorCode.InvalidNetworkConfig },
-    { name: "missing type", raw: { cniVersion: "1.0.0" }, cmd: "ADD", code: CniErrorCode.InvalidNetworkConfig },
+    { name: "missing cniVersion", raw: { name: "n", type: "twill-cni" }, cmd: "ADD", code: CniErrorCode.InvalidNetworkConfig },
+    { name: "missing type", raw: { cniVersion: "1.0.0", name: "n" }, cmd: "ADD", code: CniErrorCode.InvalidNetworkConfig },
+    { name: "missing name", raw: { cniVersion: "1.0.0", type: "twill-cni" }, cmd: "ADD", code: CniErrorCode.InvalidNetworkConfig },
     { name: "mtu as string", raw: { ...base, mtu: "1500" }, cmd: "ADD", code: CniErrorCode.InvalidNetworkConfig },
     { name: "mtu too large", raw: { ...base, mtu: 70000 }, cmd: "ADD", code: CniErrorCode.InvalidNetworkConfig },
     { name: "unknown logLevel", raw: { ...base, logLevel: "loud" }, cmd: "ADD", code: CniErrorCode.InvalidNetworkConfig },
