@@ -2,7 +2,7 @@
 // `twill map dump <name>`: every datapath map decoded into printable columns
 // (the same data bpftool shows, with names resolved).
 import type { Daemon } from "../daemon.js";
-import { NotFoundError, type MapDump } from "../api/agent-state.js";
+import { InvalidArgumentError, NotFoundError, type MapDump } from "../api/agent-state.js";
 import { formatIp } from "../ipam/cidr.js";
 import { twillReasonName, TwillDirection } from "../generated/bpf-types.js";
 
@@ -25,7 +25,7 @@ export function dumpMap(d: Daemon, name: string, endpoint: string | null): MapDu
     case "ipcache":
       return { name, columns: ["PREFIX", "IDENTITY", "FLAGS"], rows: m.ipcache.entries().map(([p, v]) => [`${p.addr.length === 4 ? p.addr.join(".") : v6(p.addr)}/${p.prefixLen}`, String(v.identity), v.flags & 1 ? "local" : ""]) };
     case "policy": {
-      if (endpoint === null) throw new NotFoundError("endpoint", "(policy needs --endpoint)");
+      if (endpoint === null) throw new InvalidArgumentError("endpoint", "required for map policy (container id or namespace/pod)");
       const r = d.store.get(endpoint) ?? d.store.list().find((x) => `${x.namespace}/${x.podName}` === endpoint);
       if (!r) throw new NotFoundError("endpoint", endpoint);
       const rows = (m.policy.get(r.hostIfindex) ?? []).map(({ key, value }) => {
@@ -58,6 +58,7 @@ export function dumpMap(d: Daemon, name: string, endpoint: string | null): MapDu
     case "metrics":
       return { name, columns: ["DIRECTION", "REASON", "PACKETS", "BYTES"], rows: m.metrics.read().map((s) => [s.direction === 0 ? "from-pod" : "to-pod", twillReasonName(s.reason) ?? String(s.reason), String(s.packets), String(s.bytes)]) };
     default:
-      throw new NotFoundError("map", `${name} (known: ${DUMPABLE_MAPS.join(", ")})`);
+      // A bad name is a malformed request (like an unknown flag), not a missing object.
+      throw new InvalidArgumentError("name", `unknown map ${JSON.stringify(name)} (known: ${DUMPABLE_MAPS.join(", ")})`);
   }
 }

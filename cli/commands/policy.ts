@@ -15,6 +15,13 @@ import { CliError, EXIT } from "../client.js";
 import { parseNonNegativeInt, parseProtocol, type CliContext } from "../context.js";
 import { enumLabel, formatKeyValues, formatTable, printResult, type Colors } from "../output.js";
 
+/** --port of trace: 0-65535 here (0 = unset); whether 0 is allowed depends on --protocol. */
+function parsePortOrZero(v: string): number {
+  const n = parseNonNegativeInt("--port")(v);
+  if (n > 65535) throw new CliError(`--port: ${v} is not a port (1-65535)`, EXIT.USAGE);
+  return n;
+}
+
 /** "NS/POD" -> pod peer, an IP -> ip peer; anything else is a usage error. */
 export function parseTracePeer(flag: string, v: string): TracePeer {
   if (net.isIP(v) !== 0) return { ip: v };
@@ -156,7 +163,7 @@ export function registerPolicyCommands(program: Command, ctx: CliContext): void 
     .requiredOption("--from <peer>", "source: NAMESPACE/POD or IP")
     .requiredOption("--to <peer>", "destination: NAMESPACE/POD or IP")
     .option("--protocol <proto>", "TCP, UDP, SCTP, ICMP or ICMPV6", parseProtocol, "PROTOCOL_TCP")
-    .option("--port <n>", "destination port (not for ICMP)", parseNonNegativeInt("--port"), 0)
+    .option("--port <n>", "destination port (not for ICMP)", parsePortOrZero, 0)
     .action(async (opts: { from: string; to: string; protocol: ReturnType<typeof parseProtocol>; port: number }, cmd: Command) => {
       const from = parseTracePeer("--from", opts.from);
       const to = parseTracePeer("--to", opts.to);
