@@ -28,7 +28,8 @@ beforeAll(async () => {
   await apply(cp, JSON.stringify({ apiVersion: "v1", kind: "Node", metadata: { name: NODE }, spec: { podCIDRs: ["10.244.11.0/24"] } }), dir);
   await createPod(cp, dir, "default", "web", NODE, { app: "web" }, "10.244.11.5");
   await createPod(cp, dir, "default", "db", "twt-node-other", { app: "db" }, "10.244.12.5");
-  agent = spawn("npx", ["tsx", "agent/main.ts", "--kubeconfig", cp.kubeconfigPath, "--node-name", NODE, "--bpf-root", bpfRoot,
+  // node itself (not npx/tsx wrappers) so that killing this pid stops the agent.
+  agent = spawn(process.execPath, ["--import", "tsx", "agent/main.ts", "--kubeconfig", cp.kubeconfigPath, "--node-name", NODE, "--bpf-root", bpfRoot,
     "--state-dir", join(dir, "state"), "--socket", join(dir, "agent.sock"), "--pod-cidr", "10.244.11.0/24"], { cwd: resolve("."), stdio: ["ignore", "pipe", "pipe"] });
   agent.stdout?.on("data", (d: Buffer) => { agentLog += d.toString(); });
   agent.stderr?.on("data", (d: Buffer) => { agentLog += d.toString(); });
@@ -38,6 +39,7 @@ afterAll(async () => {
   if (agent && agent.exitCode === null) {
     agent.kill("SIGTERM");
     await new Promise((r) => { agent?.once("exit", r); setTimeout(r, 10_000); });
+    if (agent.exitCode === null) agent.kill("SIGKILL");
   }
   await run("rm", ["-rf", bpfRoot]).catch(() => undefined);
   await cp?.stop();
