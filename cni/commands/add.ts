@@ -68,6 +68,17 @@ export function buildResult(pair: VethPair, addrs: PodAddresses, prev: CniResult
   };
 }
 
+/**
+ * The pod named by CNI_ARGS. podman sends only K8S_POD_NAME (the container
+ * name), so a name without a namespace means the "default" namespace, as a
+ * Pod manifest without one would.
+ */
+export function podRef(args: ReadonlyMap<string, string>): { namespace: string; name: string } {
+  const name = args.get("K8S_POD_NAME") ?? "";
+  const namespace = args.get("K8S_POD_NAMESPACE") ?? "";
+  return { namespace: namespace === "" && name !== "" ? "default" : namespace, name };
+}
+
 /** Run ADD; returns the result JSON object to print. */
 export async function cmdAdd(req: CniRequest): Promise<Record<string, unknown>> {
   const { env, conf, log } = req;
@@ -105,7 +116,7 @@ export async function cmdAdd(req: CniRequest): Promise<Record<string, unknown>> 
       const ep = await client.createEndpoint({
         containerId: env.containerId, ifname: env.ifname, netns,
         hostIfname, hostIfindex: pair.hostIfindex, hostMac: pair.hostMac, podMac: pair.podMac,
-        pod: { namespace: env.args.get("K8S_POD_NAMESPACE") ?? "", name: env.args.get("K8S_POD_NAME") ?? "" },
+        pod: podRef(env.args),
         family: "IP_FAMILY_UNSPECIFIED", requestedIps: wanted,
       });
       undo.push({ what: "delete endpoint", run: () => client.deleteEndpoint(env.containerId, env.ifname) });
