@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Build a tiny busybox image for podman tests and benchmarks without any
+# registry: a rootfs tarball holding Debian's static /bin/busybox
+# (busybox-static) plus one symlink per applet, imported with `podman import`.
+# Idempotent: an existing image of that name is kept. Prints the image name.
+#   hack/podman-image.sh [image]   (default localhost/twill-busybox:latest)
+set -euo pipefail
+image="${1:-localhost/twill-busybox:latest}"
+if podman image exists "$image"; then
+  echo "$image"
+  exit 0
+fi
+busybox="$(command -v busybox)"
+if ! file -L "$busybox" 2>/dev/null | grep -q "statically linked"; then
+  # Debian's busybox-static installs /bin/busybox; a dynamic one would need libc.
+  ldd "$busybox" >/dev/null 2>&1 && { echo "podman-image: $busybox is not static (install busybox-static)" >&2; exit 1; }
+fi
+root="$(mktemp -d /tmp/twt-rootfs-XXXXXX)"
+trap 'rm -rf "$root"' EXIT
+mkdir -p "$root"/{bin,etc,tmp,proc,sys,dev,root}
+cp "$busybox" "$root/bin/busybox"
+for applet in $("$busybox" --list); do
+  [ "$applet" = busybox ] || ln -sf busybox "$root/bin/$applet"
+done
+echo "root:x:0:0:root:/root:/bin/sh" > "$root/etc/passwd"
+echo "root:x:0:" > "$root/etc/group"
+tar -C "$root" -cf "$root.tar" .
+podman import --change 'CMD ["/bin/sh"]' --change 'ENV PATH=/bin' "$root.tar" "$image" >/dev/null
+rm -f "$root.tar"
+echo "$image"
