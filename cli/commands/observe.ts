@@ -95,6 +95,12 @@ export function registerObserveCommand(program: Command, ctx: CliContext): void 
       };
       await conn.ensureReachable();
       const call = conn.observer.Observe(req);
+      // Under a flood one write per flow (a syscall each: stdout pipes are
+      // synchronous in Node) limits throughput; collect what arrives in one
+      // turn of the event loop and write it at once.
+      let pending = "";
+      const out = { ...io, stdout: { write: (s: string): boolean => { if (pending === "") setImmediate(flush); pending += s; return true; } } };
+      const flush = (): void => { const s = pending; pending = ""; if (s !== "") io.stdout.write(s); };
       const onAbort = (): void => call.cancel();
       io.signal?.addEventListener("abort", onAbort);
       try {
@@ -102,10 +108,10 @@ export function registerObserveCommand(program: Command, ctx: CliContext): void 
           call.on("data", (m: ObserveResponse__Output) => {
             if (m.flow != null) {
               const f = m.flow;
-              printStreamItem(io, format, { flow: f }, () => renderFlowLine(f, colors));
+              printStreamItem(out, format, { flow: f }, () => renderFlowLine(f, colors));
             } else if (m.lost != null) {
               const l = m.lost;
-              printStreamItem(io, format, { lost: l }, () => renderLostLine(l, colors));
+              printStreamItem(out, format, { lost: l }, () => renderLostLine(l, colors));
             }
           });
           call.on("end", () => resolve());
@@ -116,6 +122,7 @@ export function registerObserveCommand(program: Command, ctx: CliContext): void 
           });
         });
       } finally {
+        flush();
         io.signal?.removeEventListener("abort", onAbort);
       }
     });
