@@ -177,9 +177,12 @@ describe("datapath end to end", () => {
 
       expect(bytes).toBeGreaterThan(10_000_000);
       expect(redirected).toBeGreaterThan(1000);
-      // Other tests on this machine may forward a few packets meanwhile; the transfer itself adds none.
-      expect(snmpAfter.forwarded - snmpBefore.forwarded).toBeLessThan(redirected / 20);
-      expect(snmpAfter.inReceives - snmpBefore.inReceives).toBeLessThan(redirected / 20);
+      // Had the host stack routed the transfer, IP InReceives and ForwDatagrams
+      // would each grow by at least `redirected`. They are host-wide, and other
+      // tests on this machine send through the host meanwhile, hence the slack;
+      // the destination's own host veth is exact: it transmitted nothing.
+      expect(snmpAfter.forwarded - snmpBefore.forwarded).toBeLessThan(redirected / 2);
+      expect(snmpAfter.inReceives - snmpBefore.inReceives).toBeLessThan(redirected / 2);
       expect(txAfter - txBefore).toBeLessThan(10);
     } finally {
       server.kill("SIGKILL");
