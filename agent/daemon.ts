@@ -25,6 +25,7 @@ import { IpAllocator } from "./ipam/allocator.js";
 import { parseCidr } from "./ipam/cidr.js";
 import { EndpointStore, type EndpointRecord } from "./endpoint/endpoint-store.js";
 import { PolicyEngine, type DesiredState } from "./reconcile/policy-engine.js";
+import { labelSetKey, type SecurityLabels } from "./identity/labels.js";
 import { DatapathSync } from "./reconcile/datapath-sync.js";
 import { fileIdentityStore } from "./identity/file-store.js";
 import type { ClusterSnapshot } from "./k8s/cluster-source.js";
@@ -39,6 +40,9 @@ const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), fil
 export function bpfSourceDir(): string {
   return path.join(REPO_ROOT, "bpf");
 }
+
+/** Resolves label sets to cluster-wide identity numbers (Kubernetes mode); keyed by labelSetKey. */
+export type IdentityResolver = (sets: readonly SecurityLabels[]) => Promise<ReadonlyMap<string, number>>;
 
 const EMPTY_SNAPSHOT: ClusterSnapshot = { namespaces: [], pods: [], policies: [], errors: [] };
 
@@ -56,6 +60,9 @@ export class Daemon {
   private timers: NodeJS.Timeout[] = [];
   private events: EventsReader | null = null;
   private lostSeen = 0n;
+  private resolver: IdentityResolver | null = null;
+  private resolveRetryMs = 0;
+  private resolveRetry: NodeJS.Timeout | null = null;
 
   private constructor(
     readonly config: Config,
@@ -147,12 +154,48 @@ export class Daemon {
       return r ? { namespace: r.namespace, pod: r.podName } : null;
     },
     identityLabels: (identity: number) => {
-      const l = this.engine.identities.labelsOf(identity);
+      const l = this.engine.labelsOfIdentity(identity);
       if (!l) return null;
       return { ...Object.fromEntries(Object.entries(l.podLabels).map(([k, v]) => [`k8s:${k}`, v])), "k8s:io.kubernetes.pod.namespace": l.namespace };
     },
     monotonicToUnixNs: BigInt(Date.now()) * 1_000_000n - monotonicNowNs(),
   };
+
+  /** Take identity numbers from `r` (cluster-wide) instead of the local allocator. */
+  setIdentityResolver(r: IdentityResolver): void {
+    this.resolver = r;
+    this.engine.useExternalIdentities(new Map());
+  }
+
+  /** Resolve every label set of the current state; on failure the previous table stays. */
+  private async resolveIdentities(): Promise<void> {
+    if (!this.resolver) return;
+    const sets = PolicyEngine.labelSetsOf({
+      namespaces: this.snapshot.namespaces,
+      pods: this.snapshot.pods,
+      endpoints: this.store.list().map((r) => ({ key: r.containerId, namespace: r.namespace, podName: r.podName, ips: [] })),
+    });
+    let complete = false;
+    try {
+      const table = await this.resolver(sets);
+      this.engine.useExternalIdentities(table);
+      complete = sets.every((l) => table.has(labelSetKey(l)));
+    } catch (e: unknown) {
+      this.log.warn({ err: e instanceof Error ? e.message : String(e) }, "resolve identities; keeping the previous ones");
+    }
+    // Pods whose identity could not be resolved (API server busy or away)
+    // wait; retry with backoff rather than until the next cluster event.
+    if (complete) {
+      this.resolveRetryMs = 0;
+    } else if (!this.resolveRetry) {
+      this.resolveRetryMs = Math.min(30_000, Math.max(500, this.resolveRetryMs * 2));
+      this.resolveRetry = setTimeout(() => {
+        this.resolveRetry = null;
+        void this.regenerate("retry identity resolution");
+      }, this.resolveRetryMs);
+      this.resolveRetry.unref();
+    }
+  }
 
   /** New cluster state from the source. */
   setSnapshot(s: ClusterSnapshot): void {
@@ -165,8 +208,9 @@ export class Daemon {
   regenerate(why: string): Promise<void> {
     if (this.regenQueued) return this.regenChain;
     this.regenQueued = true;
-    this.regenChain = this.regenChain.then(() => {
+    this.regenChain = this.regenChain.then(async () => {
       this.regenQueued = false;
+      await this.resolveIdentities();
       this.regenerateNow(why);
     });
     return this.regenChain;
@@ -241,6 +285,7 @@ export class Daemon {
     };
     try {
       this.store.put(rec);
+      await this.resolveIdentities();
       this.regenerateNow(`endpoint ${rec.namespace}/${rec.podName} added`);
       if (!this.desired?.endpoints.has(rec.containerId)) throw new Error(`program endpoint ${rec.containerId}: ${this.lastRegenerateError ?? "no policy computed"}`);
       const fds = { fromPodFd: this.datapath.progFd(ProgramName.fromPod), toPodFd: this.datapath.progFd(ProgramName.toPod) };
@@ -294,6 +339,7 @@ export class Daemon {
   /** Stop background work; pins, links and maps stay so traffic continues. */
   stop(): void {
     for (const t of this.timers) clearInterval(t);
+    if (this.resolveRetry) clearTimeout(this.resolveRetry);
     this.events?.close();
     this.datapath.close();
   }

@@ -5,7 +5,9 @@ import { parseConfig, ConfigError, HelpShown } from "./config/config.js";
 import { createLogger } from "./log.js";
 import { Daemon } from "./daemon.js";
 import { startStandaloneSource } from "./k8s/standalone-source.js";
-import type { ClusterSource } from "./k8s/cluster-source.js";
+import type { ClusterSnapshot, ClusterSource } from "./k8s/cluster-source.js";
+import type { KubeWiring } from "./k8s/kube-wiring.js";
+import { parseCidr } from "./ipam/cidr.js";
 import { startApiServer } from "./api/server.js";
 import { DaemonBackend } from "./introspect/backend.js";
 import { createMetrics, serveMetrics } from "./introspect/metrics.js";
@@ -41,15 +43,31 @@ async function main(): Promise<number> {
     return 0;
   }
 
-  const daemon = await Daemon.start(config, log);
+  // The source starts first: in Kubernetes mode the Node's podCIDRs decide IPAM.
+  let daemon: Daemon | null = null;
+  let pending: ClusterSnapshot | null = null;
+  const onSnapshot = (s: ClusterSnapshot): void => {
+    if (daemon) daemon.setSnapshot(s);
+    else pending = s;
+  };
   let source: ClusterSource;
+  let podCidrs = config.podCidrs;
+  let kube: KubeWiring | null = null;
   if (config.manifestsDir !== null) {
-    source = startStandaloneSource(config.manifestsDir, (s) => daemon.setSnapshot(s));
+    source = startStandaloneSource(config.manifestsDir, onSnapshot);
   } else {
-    const { startKubeSource } = await import("./k8s/kube-source.js");
-    source = await startKubeSource({ kubeconfig: config.kubeconfig, nodeName: config.nodeName }, (s) => daemon.setSnapshot(s), log);
+    const k = await import("./k8s/kube-wiring.js");
+    const started = await k.startKubernetesMode(config, log, onSnapshot);
+    source = started.source;
+    kube = started;
+    if (!config.podCidrsExplicit && started.source.localPodCidrs().length > 0) {
+      podCidrs = started.source.localPodCidrs().map((c) => parseCidr(c));
+    }
   }
-  log.info({ source: source.description }, "following cluster state");
+  log.info({ source: source.description, podCidrs: podCidrs.map((c) => c.text) }, "following cluster state");
+  daemon = await Daemon.start({ ...config, podCidrs }, log);
+  if (kube) kube.attach(daemon);
+  if (pending) daemon.setSnapshot(pending);
   await daemon.regenerate("startup");
 
   const registry = createMetrics(daemon);
@@ -73,6 +91,7 @@ async function main(): Promise<number> {
   log.info("stopping (datapath stays in place)");
   clearInterval(drainTimer);
   source.stop();
+  kube?.stop();
   metricsServer?.close();
   await api.stop(1000);
   daemon.stop();

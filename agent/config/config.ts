@@ -14,6 +14,8 @@ export interface Config {
   readonly stateDir: string;
   readonly socketPath: string;
   readonly podCidrs: readonly Cidr[];
+  /** False when --pod-cidr was not given (Kubernetes mode then uses the Node's spec.podCIDRs). */
+  readonly podCidrsExplicit: boolean;
   /** Standalone mode: directory of Kubernetes manifests; null in Kubernetes mode. */
   readonly manifestsDir: string | null;
   readonly kubeconfig: string | null;
@@ -102,6 +104,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pr
     stateDir: o.stateDir,
     socketPath: o.socket ?? `${o.stateDir}/agent.sock`,
     podCidrs: Object.freeze(podCidrs),
+    podCidrsExplicit: o.podCidr.length > 0,
     manifestsDir: o.manifests ?? null,
     kubeconfig: o.kubeconfig ?? null,
     nodeName: o.nodeName || (env["HOSTNAME"] ?? "localhost"),

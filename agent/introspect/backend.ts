@@ -49,7 +49,7 @@ export class DaemonBackend implements AgentBackend {
       datapathMode: d.mode,
       podCidrs: d.config.podCidrs.map((c) => c.text),
       endpointCount: d.store.list().length,
-      identityCount: d.engine.identities.entries().length + d.engine.cidrIdentities.entries().length,
+      identityCount: d.engine.labelIdentities().length + d.engine.cidrIdentities.entries().length,
       policyCount: d.snapshot.policies.length,
       eventsLost: d.maps.metrics.eventsLost(),
       components: this.health(),
@@ -111,7 +111,7 @@ export class DaemonBackend implements AgentBackend {
     for (const ep of this.d.desired?.endpoints.values() ?? []) counts.set(ep.identity, (counts.get(ep.identity) ?? 0) + 1);
     return [
       ...RESERVED.map(([id, name]) => ({ id, labels: { [`reserved:${name}`]: "" }, reserved: true, endpointCount: 0 })),
-      ...this.d.engine.identities.entries().map((e) => ({ id: e.identity, labels: labelsRecord(e.labels), reserved: false, endpointCount: counts.get(e.identity) ?? 0 })),
+      ...this.d.engine.labelIdentities().map((e) => ({ id: e.identity, labels: labelsRecord(e.labels), reserved: false, endpointCount: counts.get(e.identity) ?? 0 })),
       ...this.d.engine.cidrIdentities.entries().map((e) => ({ id: e.identity, labels: { [`cidr:${e.cidr}`]: "" }, reserved: false, endpointCount: 0 })),
     ];
   }

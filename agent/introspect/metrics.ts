@@ -27,7 +27,7 @@ export function createMetrics(d: Daemon): Registry {
     },
   });
   new Gauge({ name: "twill_endpoints", help: "Local endpoints", registers: [reg], collect() { this.set(d.store.list().length); } });
-  new Gauge({ name: "twill_identities", help: "Allocated security identities", registers: [reg], collect() { this.set(d.engine.identities.entries().length + d.engine.cidrIdentities.entries().length); } });
+  new Gauge({ name: "twill_identities", help: "Allocated security identities", registers: [reg], collect() { this.set(d.engine.labelIdentities().length + d.engine.cidrIdentities.entries().length); } });
   new Gauge({ name: "twill_policy_compute_seconds", help: "Duration of the last full policy computation", registers: [reg], collect() { this.set((d.desired?.computeMs ?? 0) / 1000); } });
   new Gauge({
     name: "twill_map_fill_ratio", help: "Entries / capacity of a map", labelNames: ["map"], registers: [reg],

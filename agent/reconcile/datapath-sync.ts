@@ -8,13 +8,23 @@
 //      twill_policy update (PolicyMap.replace builds the new trie aside), so
 //      a packet sees either the old or the new policy of its endpoint;
 //   3. stale ipcache prefixes are deleted last.
-// API: `new DatapathSync(maps)`, `syncEndpoints(records, desired)`,
-// `syncIpcache(entries)`, `removeEndpoint(record)`.
+// API: `new DatapathSync(maps)`, `syncEndpoint(record, identity, entries)`,
+// `syncEndpoints(items)` (many endpoints, one outer-map batch for all changed
+// tries: prefer it, see policy-map.ts), `syncIpcache(entries, local)`,
+// `removeEndpoint(record)`.
+//
+// The ipcache is diffed against an in-memory copy of what was written (read
+// from the map once, so a restarted agent starts from the pinned contents),
+// not against a dump of the 100k+ entry trie on every change; changed
+// prefixes go out in batch updates.
 import type { DatapathMaps } from "../maps/datapath-maps.js";
 import { TwillEndpointFlags, TwillIpcacheFlags, type EndpointInfo } from "../generated/bpf-types.js";
 import { parseIp, ipBytes } from "../ipam/cidr.js";
 import { ipPrefixOf, type IpcacheEntry } from "../policy/ipcache.js";
 import { toBpfPolicyEntry, policyKeyText, type PolicyEntry } from "../policy/policy-key.js";
+import { ipcacheKey } from "../maps/ipcache-map.js";
+import { PolicyTooLargeError } from "../maps/policy-map.js";
+import { MAP_SPECS, MapName, type IpcacheEntry as BpfIpcacheEntry, type IpcacheKey } from "../generated/bpf-types.js";
 import type { EndpointRecord } from "../endpoint/endpoint-store.js";
 
 function macBytes(mac: string): Uint8Array {
@@ -51,11 +61,12 @@ export class DatapathSync {
   /** ifindex -> text of the policy last written (skip identical rewrites). */
   private readonly appliedPolicy = new Map<number, string>();
   private readonly appliedEndpoint = new Map<number, string>();
+  /** Prefix text -> what twill_ipcache holds; null until read from the map once. */
+  private appliedIpcache: Map<string, { identity: number; flags: number }> | null = null;
 
   constructor(private readonly maps: DatapathMaps) {}
 
-  /** Write endpoint + lxc entries and (if changed) the policy trie of one endpoint. */
-  syncEndpoint(r: EndpointRecord, identity: number, entries: readonly PolicyEntry[]): boolean {
+  private syncEndpointInfo(r: EndpointRecord, identity: number): void {
     const info = endpointInfoOf(r, identity);
     const infoText = JSON.stringify({ ...info, ipv6: [...info.ipv6], mac: [...info.mac], nodeMac: [...info.nodeMac] });
     if (this.appliedEndpoint.get(r.hostIfindex) !== infoText) {
@@ -63,11 +74,40 @@ export class DatapathSync {
       for (const ip of [r.ipv4, r.ipv6]) if (ip) this.maps.lxc.set(addrOf(ip), info);
       this.appliedEndpoint.set(r.hostIfindex, infoText);
     }
+  }
+
+  /** Write endpoint + lxc entries and (if changed) the policy trie of one endpoint. */
+  syncEndpoint(r: EndpointRecord, identity: number, entries: readonly PolicyEntry[]): boolean {
+    this.syncEndpointInfo(r, identity);
     const text = entriesText(entries);
     if (this.appliedPolicy.get(r.hostIfindex) === text) return false;
     this.maps.policy.replace(r.hostIfindex, entries.map(toBpfPolicyEntry));
     this.appliedPolicy.set(r.hostIfindex, text);
     return true;
+  }
+
+  /**
+   * syncEndpoint for many endpoints, with every changed trie swapped in by
+   * one PolicyMap.replaceMany. An endpoint whose policy does not fit keeps
+   * its previous trie and is reported in `failed` (never "allow all").
+   */
+  syncEndpoints(items: readonly { readonly record: EndpointRecord; readonly identity: number; readonly entries: readonly PolicyEntry[] }[]): { changed: number; failed: { record: EndpointRecord; error: Error }[] } {
+    const failed: { record: EndpointRecord; error: Error }[] = [];
+    const todo = new Map<number, { text: string; entries: ReturnType<typeof toBpfPolicyEntry>[] }>();
+    const maxEntries = MAP_SPECS[`${MapName.policy}.inner`]?.maxEntries ?? 0;
+    for (const { record: r, identity, entries } of items) {
+      this.syncEndpointInfo(r, identity);
+      const text = entriesText(entries);
+      if (this.appliedPolicy.get(r.hostIfindex) === text) continue;
+      if (entries.length > maxEntries) {
+        failed.push({ record: r, error: new PolicyTooLargeError(r.hostIfindex, entries.length, maxEntries) });
+        continue;
+      }
+      todo.set(r.hostIfindex, { text, entries: entries.map(toBpfPolicyEntry) });
+    }
+    this.maps.policy.replaceMany(new Map([...todo].map(([ifindex, t]) => [ifindex, t.entries])));
+    for (const [ifindex, t] of todo) this.appliedPolicy.set(ifindex, t.text);
+    return { changed: todo.size, failed };
   }
 
   /** Remove every map entry of an endpoint. */
@@ -86,11 +126,13 @@ export class DatapathSync {
 
   /** Make twill_ipcache equal to `entries`; prefixes in `local` (as written in entries) get the LOCAL flag. */
   syncIpcache(entries: readonly IpcacheEntry[], local: ReadonlySet<string>): { written: number; deleted: number } {
-    const current = new Map<string, { identity: number; flags: number }>();
-    for (const [p, v] of this.maps.ipcache.entries()) {
-      current.set(prefixText(p.addr, p.prefixLen), v);
+    let current = this.appliedIpcache;
+    if (!current) {
+      current = new Map();
+      for (const [p, v] of this.maps.ipcache.entries()) current.set(prefixText(p.addr, p.prefixLen), v);
+      this.appliedIpcache = current;
     }
-    let written = 0;
+    const writes: Array<readonly [IpcacheKey, BpfIpcacheEntry]> = [];
     const want = new Set<string>();
     for (const e of entries) {
       const p = ipPrefixOf(e.prefix);
@@ -99,17 +141,24 @@ export class DatapathSync {
       const flags = local.has(e.prefix) ? TwillIpcacheFlags.LOCAL : 0;
       const cur = current.get(text);
       if (cur && cur.identity === e.identity && cur.flags === flags) continue;
-      this.maps.ipcache.set(p, { identity: e.identity, flags });
-      written++;
+      writes.push([ipcacheKey(p), { identity: e.identity, flags }]);
+      current.set(text, { identity: e.identity, flags });
+    }
+    try {
+      this.maps.ipcache.map.setMany(writes);
+    } catch (e: unknown) {
+      this.appliedIpcache = null; // unknown how far it got: re-read next time
+      throw e;
     }
     let deleted = 0;
-    for (const text of current.keys()) {
+    for (const text of [...current.keys()]) {
       if (want.has(text)) continue;
       const [addr, len] = text.split("/");
       this.maps.ipcache.delete(ipPrefixOf(`${addr ?? ""}/${len ?? ""}`));
+      current.delete(text);
       deleted++;
     }
-    return { written, deleted };
+    return { written: writes.length, deleted };
   }
 }
 

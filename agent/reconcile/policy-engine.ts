@@ -10,7 +10,7 @@
 import type { Namespace, NetworkPolicy, Pod } from "../k8s/manifest-types.js";
 import { podIpsOf } from "../k8s/manifest-types.js";
 import { CidrIdentityAllocator, IdentityAllocator, type IdentityStore } from "../identity/allocator.js";
-import { securityLabelsOf, type SecurityLabels } from "../identity/labels.js";
+import { labelSetKey, parseLabelSetKey, securityLabelsOf, type SecurityLabels } from "../identity/labels.js";
 import { ReservedIdentity } from "../identity/reserved.js";
 import { compileEndpointPolicy, trackPolicySelectors, type NamedPort } from "../policy/compiler.js";
 import { ipcacheEntriesForIpBlock, mergeIpcache, type IpcacheEntry } from "../policy/ipcache.js";
@@ -79,10 +79,51 @@ export class PolicyEngine {
   private heldCidr: number[] = [];
   private firstDone = false;
   private ruleRefs = new RuleRefTable();
+  /** Cluster-wide numbers (Kubernetes mode), by label-set key; null = allocate locally. */
+  private external: ReadonlyMap<string, number> | null = null;
 
   constructor(identityStore: IdentityStore | null, cidrStore: IdentityStore | null) {
     this.identities = new IdentityAllocator(identityStore);
     this.cidrIdentities = new CidrIdentityAllocator(cidrStore);
+  }
+
+  /**
+   * Use cluster-wide identity numbers (resolved beforehand, e.g. through the
+   * TwillIdentity CRD) instead of the local allocator. A label set missing
+   * from the map leaves its pods without an identity until it is resolved.
+   */
+  useExternalIdentities(table: ReadonlyMap<string, number> | null): void {
+    this.external = table;
+  }
+
+  /** Label-derived identities in use: the cluster-wide table, or the local allocator's. */
+  labelIdentities(): { identity: number; labels: SecurityLabels }[] {
+    if (!this.external) return this.identities.entries();
+    return [...this.external].map(([k, identity]) => ({ identity, labels: parseLabelSetKey(k) })).sort((a, b) => a.identity - b.identity);
+  }
+
+  /** Labels of a label-derived identity, or null. */
+  labelsOfIdentity(identity: number): SecurityLabels | null {
+    if (!this.external) return this.identities.labelsOf(identity);
+    for (const [k, n] of this.external) if (n === identity) return parseLabelSetKey(k);
+    return null;
+  }
+
+  /** Label sets of every pod and endpoint of the input (what an external resolver must resolve). */
+  static labelSetsOf(input: Pick<EngineInput, "namespaces" | "pods" | "endpoints">): SecurityLabels[] {
+    const nsLabels = new Map(input.namespaces.map((n) => [n.metadata.name, n.metadata.labels]));
+    const out = new Map<string, SecurityLabels>();
+    const known = new Set(input.pods.map((p) => podKey(p.metadata.namespace, p.metadata.name)));
+    for (const p of input.pods) {
+      const l = securityLabelsOf(p.metadata.namespace, p.metadata.labels, nsLabels.get(p.metadata.namespace));
+      out.set(labelSetKey(l), l);
+    }
+    for (const e of input.endpoints) {
+      if (known.has(podKey(e.namespace, e.podName))) continue;
+      const l = securityLabelsOf(e.namespace, {}, nsLabels.get(e.namespace));
+      out.set(labelSetKey(l), l);
+    }
+    return [...out.values()];
   }
 
   /** Recompute everything from the input. Throws only on internal inconsistency. */
@@ -98,10 +139,17 @@ export class PolicyEngine {
     const podIdentity = new Map<string, { identity: number; labels: SecurityLabels }>();
     const seen = new Set<number>();
 
-    const identify = (ns: string, labels: Pod["metadata"]["labels"]): { identity: number; labels: SecurityLabels } => {
+    const identify = (ns: string, labels: Pod["metadata"]["labels"]): { identity: number; labels: SecurityLabels } | null => {
       const sl = securityLabelsOf(ns, labels, nsLabels.get(ns));
-      const { identity } = this.identities.allocate(sl);
-      held.push(identity);
+      let identity: number;
+      if (this.external) {
+        const n = this.external.get(labelSetKey(sl));
+        if (n === undefined) return null;
+        identity = n;
+      } else {
+        identity = this.identities.allocate(sl).identity;
+        held.push(identity);
+      }
       if (!seen.has(identity)) {
         seen.add(identity);
         cache.upsertIdentity(identity, { kind: "labels", labels: sl });
@@ -113,6 +161,7 @@ export class PolicyEngine {
     for (const p of input.pods) {
       const k = podKey(p.metadata.namespace, p.metadata.name);
       const id = identify(p.metadata.namespace, p.metadata.labels);
+      if (!id) continue;
       podIdentity.set(k, id);
       const ports = remoteNamedPorts.get(id.identity) ?? [];
       for (const np of namedPortsOf(p)) {
@@ -128,8 +177,9 @@ export class PolicyEngine {
     // only) so that namespace-wide policies apply to them.
     for (const e of input.endpoints) {
       const k = podKey(e.namespace, e.podName);
-      if (podIdentity.has(k)) continue;
+      if (podIdentity.has(k) || podsByKey.has(k)) continue;
       const id = identify(e.namespace, {});
+      if (!id) continue;
       podIdentity.set(k, id);
       for (const ip of e.ips) podEntries.push({ prefix: `${ip}/${ip.includes(":") ? 128 : 32}`, identity: id.identity });
     }

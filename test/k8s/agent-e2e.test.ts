@@ -25,6 +25,8 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "twt-k8s-e2e-"));
   bpfRoot = `/sys/fs/bpf/twill-test-${randomBytes(4).toString("hex")}`;
   cp = await startControlPlane();
+  // The install manifest brings the TwillIdentity CRD the agent allocates identities through.
+  await cp.kubectl("create", "-f", resolve("deploy/twill.yaml"));
   await apply(cp, JSON.stringify({ apiVersion: "v1", kind: "Node", metadata: { name: NODE }, spec: { podCIDRs: ["10.244.11.0/24"] } }), dir);
   await createPod(cp, dir, "default", "web", NODE, { app: "web" }, "10.244.11.5");
   await createPod(cp, dir, "default", "db", "twt-node-other", { app: "db" }, "10.244.12.5");
