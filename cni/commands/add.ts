@@ -87,7 +87,9 @@ export async function cmdAdd(req: CniRequest): Promise<Record<string, unknown>> 
   const undo: Undo[] = [];
   // Validated before anything is made, so a bad IP= leaves nothing behind.
   const wanted = requestedIps(env, conf);
+  log("debug", "add started");
   const client = conf.ipam === null ? new AgentClient(conf.socket) : null;
+  log("debug", "client ready");
   try {
     let addrs: PodAddresses | null = null;
     let ipamDns: CniResult["dns"] | null = null;
@@ -108,6 +110,7 @@ export async function cmdAdd(req: CniRequest): Promise<Record<string, unknown>> 
       throw datapathError(`create veth ${hostIfname} <-> ${env.ifname} in ${netns}`, e);
     }
     undo.push({ what: `remove veth ${hostIfname}`, run: () => removeVeth(hostIfname) });
+    log("debug", "veth created", { hostIfname, hostIfindex: pair.hostIfindex });
 
     if (client !== null) {
       // The agent answers a repeated Create with the endpoint it already
@@ -131,6 +134,7 @@ export async function cmdAdd(req: CniRequest): Promise<Record<string, unknown>> 
     } catch (e: unknown) {
       throw datapathError(`configure pod ${env.containerId}`, e);
     }
+    log("debug", "pod configured", { containerId: env.containerId });
     return formatResult(buildResult(pair, addrs, conf.prevResult, ipamDns), conf.cniVersion);
   } catch (e: unknown) {
     for (const u of undo.reverse()) {
