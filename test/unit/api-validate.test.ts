@@ -36,6 +36,7 @@ const goodCreate: CreateEndpointRequest__Output = {
   podMac: "02:00:00:00:00:01",
   pod: { namespace: "default", name: "web-0" },
   family: "IP_FAMILY_UNSPECIFIED",
+  requestedIps: [],
 };
 
 describe("endpoint.create validation", () => {
@@ -61,6 +62,8 @@ describe("endpoint.create validation", () => {
     { name: "bad MAC", patch: { podMac: "02:00:00:00:00" }, msg: 'endpoint.create: podMac: "02:00:00:00:00" is not a MAC address' },
     { name: "pod without namespace", patch: { pod: { namespace: "", name: "x" } }, msg: "endpoint.create: pod.namespace: must be non-empty when pod.name is set" },
     { name: "bad namespace", patch: { pod: { namespace: "Bad_NS", name: "x" } }, msg: 'endpoint.create: pod.namespace: "Bad_NS" is not a valid namespace name' },
+    { name: "requested IP not an address", patch: { requestedIps: ["10.0.0.300"] }, msg: 'endpoint.create: requestedIps: "10.0.0.300" is not an IP address' },
+    { name: "two requested IPv4", patch: { requestedIps: ["10.244.0.5", "10.244.0.6"] }, msg: "endpoint.create: requestedIps: more than one IPv4 address" },
   ])("$name", ({ patch, msg }) => {
     const run = (): unknown => validateCreateEndpoint({ ...goodCreate, ...patch });
     expect(run).toThrow(RequestValidationError);
