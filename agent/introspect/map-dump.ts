@@ -3,12 +3,12 @@
 // (the same data bpftool shows, with names resolved).
 import type { Daemon } from "../daemon.js";
 import { InvalidArgumentError, NotFoundError, type MapDump } from "../api/agent-state.js";
-import { formatIp } from "../ipam/cidr.js";
+import { formatIp, formatIpBytes } from "../ipam/cidr.js";
 import { twillReasonName, TwillDirection } from "../generated/bpf-types.js";
 
 const proto = (p: number): string => ({ 0: "any", 1: "ICMP", 6: "TCP", 17: "UDP", 58: "ICMPv6", 132: "SCTP" } as Record<number, string>)[p] ?? String(p);
 const mac = (b: Uint8Array): string => [...b].map((x) => x.toString(16).padStart(2, "0")).join(":");
-const v6 = (b: Uint8Array): string => formatIp(6, b.reduce((a, x) => (a << 8n) | BigInt(x), 0n));
+const v6 = (b: Uint8Array): string => formatIpBytes(b);
 const v4 = (n: number): string => formatIp(4, BigInt(n >>> 0));
 
 /** Map names `twill map dump` accepts. */
@@ -21,9 +21,9 @@ export function dumpMap(d: Daemon, name: string, endpoint: string | null): MapDu
     case "endpoints":
       return { name, columns: ["IFINDEX", "IDENTITY", "IPV4", "IPV6", "MAC", "NODE_MAC"], rows: m.endpoints.entries().map(([k, v]) => [String(k), String(v.identity), v.flags & 1 ? v4(v.ipv4) : "-", v.flags & 2 ? v6(v.ipv6) : "-", mac(v.mac), mac(v.nodeMac)]) };
     case "lxc":
-      return { name, columns: ["ADDRESS", "IFINDEX", "IDENTITY"], rows: m.lxc.entries().map(([a, v]) => [a.length === 4 ? a.join(".") : v6(a), String(v.ifindex), String(v.identity)]) };
+      return { name, columns: ["ADDRESS", "IFINDEX", "IDENTITY"], rows: m.lxc.entries().map(([a, v]) => [formatIpBytes(a), String(v.ifindex), String(v.identity)]) };
     case "ipcache":
-      return { name, columns: ["PREFIX", "IDENTITY", "FLAGS"], rows: m.ipcache.entries().map(([p, v]) => [`${p.addr.length === 4 ? p.addr.join(".") : v6(p.addr)}/${p.prefixLen}`, String(v.identity), v.flags & 1 ? "local" : ""]) };
+      return { name, columns: ["PREFIX", "IDENTITY", "FLAGS"], rows: m.ipcache.entries().map(([p, v]) => [`${formatIpBytes(p.addr)}/${p.prefixLen}`, String(v.identity), v.flags & 1 ? "local" : ""]) };
     case "policy": {
       if (endpoint === null) throw new InvalidArgumentError("endpoint", "required for map policy (container id or namespace/pod)");
       const r = d.store.get(endpoint) ?? d.store.list().find((x) => `${x.namespace}/${x.podName}` === endpoint);

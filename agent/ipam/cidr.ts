@@ -94,3 +94,9 @@ export function ipBytes(family: 4 | 6, value: bigint): Uint8Array {
   for (let i = n - 1, v = value; i >= 0; i--, v >>= 8n) out[i] = Number(v & 0xffn);
   return out;
 }
+
+/** Text of 4 or 16 network-order address bytes (RFC 5952 for v6). */
+export function formatIpBytes(bytes: Uint8Array): string {
+  if (bytes.length !== 4 && bytes.length !== 16) throw new Error(`format address: ${bytes.length} bytes is neither IPv4 nor IPv6`);
+  return formatIp(bytes.length === 4 ? 4 : 6, bytes.reduce((acc, b) => (acc << 8n) | BigInt(b), 0n));
+}

@@ -9,6 +9,7 @@
 // identity labels, clock offset). Enum values and reason names come from
 // the generated agent/generated/bpf-types.ts.
 import { TwillDirection, TwillEventType, TwillFamily, twillReasonName } from "../generated/bpf-types.js";
+import { formatIpBytes } from "../ipam/cidr.js";
 
 /** One side of a flow. */
 export interface FlowPeer {
@@ -106,22 +107,7 @@ export interface FlowLookups {
 const NAMESPACE_LABELS = ["k8s:io.kubernetes.pod.namespace", "io.kubernetes.pod.namespace"];
 
 function formatAddr(family: 4 | 6, bytes: Uint8Array): string {
-  if (family === 4) return `${bytes[0] ?? 0}.${bytes[1] ?? 0}.${bytes[2] ?? 0}.${bytes[3] ?? 0}`;
-  const groups: number[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(((bytes[i] ?? 0) << 8) | (bytes[i + 1] ?? 0));
-  // RFC 5952: compress the longest run (length >= 2) of zero groups.
-  let best = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) { i++; continue; }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen && j - i >= 2) { best = i; bestLen = j - i; }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (best < 0) return hex.join(":");
-  return `${hex.slice(0, best).join(":")}::${hex.slice(best + bestLen).join(":")}`;
+  return formatIpBytes(bytes.subarray(0, family === 4 ? 4 : 16));
 }
 
 function peer(

@@ -11,6 +11,7 @@
 // of each family header, ipToBytes/bytesToIp, macToBytes/bytesToMac,
 // cString/readCString, u32/u8 attribute helpers, and the constant objects.
 import { isIPv4, isIPv6 } from "node:net";
+import { formatIpBytes } from "../ipam/cidr.js";
 
 /** nlmsghdr.nlmsg_type values that are not family-specific. */
 export const NLMSG = { NOOP: 1, ERROR: 2, DONE: 3, OVERRUN: 4 } as const;
@@ -333,21 +334,7 @@ export function ipToBytes(ip: string): Buffer {
 
 /** 4 or 16 network-order bytes to canonical text (RFC 5952 for v6). */
 export function bytesToIp(b: Buffer): string {
-  if (b.length === 4) return [...b].join(".");
-  if (b.length !== 16) throw new Error(`decode address: ${b.length} bytes is neither IPv4 nor IPv6`);
-  const groups: number[] = [];
-  for (let i = 0; i < 8; i++) groups.push(b.readUInt16BE(i * 2));
-  let bestStart = -1, bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) { i++; continue; }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen && j - i >= 2) { bestStart = i; bestLen = j - i; }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestStart < 0) return hex.join(":");
-  return `${hex.slice(0, bestStart).join(":")}::${hex.slice(bestStart + bestLen).join(":")}`;
+  return formatIpBytes(b);
 }
 
 /** "aa:bb:cc:dd:ee:ff" to 6 bytes. */

@@ -19,7 +19,7 @@
 // prefixes go out in batch updates.
 import type { DatapathMaps } from "../maps/datapath-maps.js";
 import { TwillEndpointFlags, TwillIpcacheFlags, type EndpointInfo } from "../generated/bpf-types.js";
-import { parseIp, ipBytes } from "../ipam/cidr.js";
+import { formatIpBytes, parseIp, ipBytes } from "../ipam/cidr.js";
 import { ipPrefixOf, type IpcacheEntry } from "../policy/ipcache.js";
 import { toBpfPolicyEntry, policyKeyText, type PolicyEntry } from "../policy/policy-key.js";
 import { ipcacheKey } from "../maps/ipcache-map.js";
@@ -163,10 +163,5 @@ export class DatapathSync {
 }
 
 function prefixText(addr: Uint8Array, prefixLen: number): string {
-  if (addr.length === 4) return `${addr.join(".")}/${prefixLen}`;
-  let v = 0n;
-  for (const b of addr) v = (v << 8n) | BigInt(b);
-  const groups: string[] = [];
-  for (let i = 7; i >= 0; i--) groups.push(((v >> BigInt(i * 16)) & 0xffffn).toString(16));
-  return `${groups.join(":")}/${prefixLen}`;
+  return `${formatIpBytes(addr)}/${prefixLen}`;
 }
