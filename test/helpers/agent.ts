@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Test harness for end-to-end tests: a real twill-agent process in
-// standalone mode (own bpf root, state dir, socket and manifest dir), pods
+// standalone mode (own bpf root, state dir, socket and manifest dir) or in
+// Kubernetes mode (`kubeconfig` + `nodeName` options), pods
 // wired by the real twill-cni binary into netns the test owns, netprobe
 // servers/clients in them, and the twill CLI. `stop()` removes everything,
 // also after a failed test.
@@ -36,10 +37,17 @@ export interface TestPod {
 
 /** Options of startAgent. */
 export interface AgentOptions {
-  /** Pod CIDRs; use a range no other test file uses (host routes are global). */
+  /**
+   * Pod CIDRs; use a range no other test file uses (host routes are global).
+   * In Kubernetes mode [] lets the agent take them from its Node's spec.podCIDRs.
+   */
   readonly podCidrs: readonly string[];
-  /** Manifests written to the agent's manifest dir before start (file name -> YAML). */
+  /** Manifests written to the agent's manifest dir before start (file name -> YAML); standalone mode only. */
   readonly manifests?: Readonly<Record<string, string>>;
+  /** Kubernetes mode: the agent watches the API server of this kubeconfig instead of a manifest dir. */
+  readonly kubeconfig?: string;
+  /** Kubernetes mode: --node-name (the Node whose pods and podCIDRs are this agent's). */
+  readonly nodeName?: string;
   readonly extraArgs?: readonly string[];
 }
 
@@ -162,7 +170,10 @@ export async function startAgent(o: AgentOptions): Promise<TestAgent> {
   fs.mkdirSync(manifestDir);
   for (const [f, y] of Object.entries(o.manifests ?? {})) fs.writeFileSync(path.join(manifestDir, f), y);
   const socket = path.join(dir, "agent.sock");
-  const args = ["--manifests", manifestDir, "--bpf-root", bpfRoot, "--state-dir", path.join(dir, "state"), "--socket", socket,
+  const source = o.kubeconfig !== undefined
+    ? ["--kubeconfig", o.kubeconfig, ...(o.nodeName !== undefined ? ["--node-name", o.nodeName] : [])]
+    : ["--manifests", manifestDir];
+  const args = [...source, "--bpf-root", bpfRoot, "--state-dir", path.join(dir, "state"), "--socket", socket,
     ...o.podCidrs.flatMap((c) => ["--pod-cidr", c]), "--log-level", "debug", ...(o.extraArgs ?? [])];
   const a = new TestAgent(dir, bpfRoot, socket, manifestDir, args);
   try {

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // Shared pieces of the k8s tests: a silent logger, polling until a condition
-// holds, kubectl apply from a string, and a kubeconfig for a bearer token
-// (the agent's ServiceAccount token).
+// holds, kubectl apply from a string, a kubeconfig for a bearer token (the
+// agent's ServiceAccount token), and Nodes, Namespaces and Pods made as the
+// missing controllers and kubelet would (createNode, createNamespace,
+// createPod = createPodObject + setPodIps, deleteNamespace).
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { pino, type Logger } from "pino";
@@ -62,14 +64,34 @@ export async function tokenKubeconfig(cp: ControlPlane, token: string, name: str
 
 /** A pod bound to `node` with the given labels and IP (status set as a kubelet would). */
 export async function createPod(cp: ControlPlane, dir: string, ns: string, name: string, node: string, labels: Record<string, string>, ip: string): Promise<void> {
+  await createPodObject(cp, dir, ns, name, node, labels);
+  await setPodIps(cp, ns, name, [ip]);
+}
+
+/** A pod bound to `node` with no status yet: what the API server holds before the kubelet has run the pod's CNI ADD. */
+export async function createPodObject(cp: ControlPlane, dir: string, ns: string, name: string, node: string, labels: Record<string, string>): Promise<void> {
   await apply(cp, JSON.stringify({
     apiVersion: "v1",
     kind: "Pod",
     metadata: { namespace: ns, name, labels },
     spec: { nodeName: node, containers: [{ name: "c", image: "busybox", ports: [{ name: "http", containerPort: 80 }] }] },
   }), dir);
+}
+
+/** Patch a pod's status as the kubelet does after CNI ADD: Running, podIP = ips[0], podIPs = ips. */
+export async function setPodIps(cp: ControlPlane, ns: string, name: string, ips: readonly string[]): Promise<void> {
   await cp.kubectl("-n", ns, "patch", "pod", name, "--subresource=status", "--type=merge", "-p",
-    JSON.stringify({ status: { phase: "Running", podIP: ip, podIPs: [{ ip }] } }));
+    JSON.stringify({ status: { phase: "Running", podIP: ips[0], podIPs: ips.map((ip) => ({ ip })) } }));
+}
+
+/** A Node object with spec.podCIDRs (what an agent in Kubernetes mode takes its IPAM ranges from). */
+export async function createNode(cp: ControlPlane, dir: string, name: string, podCidrs: readonly string[]): Promise<void> {
+  await apply(cp, JSON.stringify({ apiVersion: "v1", kind: "Node", metadata: { name }, spec: { podCIDRs: podCidrs } }), dir);
+}
+
+/** A Namespace with labels. */
+export async function createNamespace(cp: ControlPlane, dir: string, name: string, labels: Record<string, string> = {}): Promise<void> {
+  await apply(cp, JSON.stringify({ apiVersion: "v1", kind: "Namespace", metadata: { name, labels } }), dir);
 }
 
 /** Delete a namespace for real: without a controller-manager it would stay Terminating, so finalize it ourselves. */
