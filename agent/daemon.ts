@@ -237,14 +237,24 @@ export class Daemon {
       // ipcache first (peers learn new pods), then each endpoint's trie.
       const ipc = this.syncIpcacheAdditions(desired, local);
       let changed = 0;
-      for (const r of records) {
-        const ep = desired.endpoints.get(r.containerId);
-        if (!ep) continue;
-        try {
-          if (this.sync.syncEndpoint(r, ep.identity, ep.entries)) changed++;
-        } catch (e: unknown) {
-          // Keep the previous policy in force (never "allow all"); say why.
-          this.log.error({ containerId: r.containerId, err: String(e) }, "endpoint policy not applied; previous policy stays");
+      const items = records.flatMap((record) => {
+        const ep = desired.endpoints.get(record.containerId);
+        return ep ? [{ record, identity: ep.identity, entries: ep.entries }] : [];
+      });
+      try {
+        // All changed tries in one outer-map batch: one RCU grace-period wait, not one per endpoint.
+        const r = this.sync.syncEndpoints(items);
+        changed = r.changed;
+        for (const f of r.failed) this.log.error({ containerId: f.record.containerId, err: f.error.message }, "endpoint policy not applied; previous policy stays");
+      } catch {
+        // Isolate the failing endpoint: one at a time, each keeps its previous policy on error.
+        for (const { record: r, identity, entries } of items) {
+          try {
+            if (this.sync.syncEndpoint(r, identity, entries)) changed++;
+          } catch (e: unknown) {
+            // Keep the previous policy in force (never "allow all"); say why.
+            this.log.error({ containerId: r.containerId, err: String(e) }, "endpoint policy not applied; previous policy stays");
+          }
         }
       }
       this.desired = desired;
