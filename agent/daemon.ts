@@ -54,6 +54,8 @@ export class Daemon {
   desired: DesiredState | null = null;
   lastRegenerateError: string | null = null;
   regenerations = 0;
+  /** Set by main.ts: the cluster source's description and whether it is connected. */
+  source: { description: string; healthy(): boolean } | null = null;
   private readonly sync: DatapathSync;
   private regenQueued = false;
   private regenChain: Promise<void> = Promise.resolve();

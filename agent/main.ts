@@ -66,6 +66,7 @@ async function main(): Promise<number> {
   }
   log.info({ source: source.description, podCidrs: podCidrs.map((c) => c.text) }, "following cluster state");
   daemon = await Daemon.start({ ...config, podCidrs }, log);
+  daemon.source = source;
   if (kube) kube.attach(daemon);
   if (pending) daemon.setSnapshot(pending);
   await daemon.regenerate("startup");

@@ -61,7 +61,15 @@ export class DaemonBackend implements AgentBackend {
     return [
       { name: "datapath", healthy: true, message: `loaded, ${d.mode} attach, pinned under ${d.config.bpfRoot}` },
       { name: "policy", healthy: d.lastRegenerateError === null, message: d.lastRegenerateError ?? `${d.regenerations} regenerations, last ${(d.desired?.computeMs ?? 0).toFixed(1)} ms` },
-      { name: "cluster-source", healthy: d.snapshot.errors.length === 0, message: d.snapshot.errors.length === 0 ? "ok" : d.snapshot.errors.map((e) => `${e.source}: ${e.message}`).join("; ") },
+      {
+        name: "cluster-source",
+        // Disconnected from the API server is unhealthy, but enforcement goes on with the last state.
+        healthy: (d.source?.healthy() ?? true) && d.snapshot.errors.length === 0,
+        message: [
+          d.source ? `${d.source.description}: ${d.source.healthy() ? "connected" : "disconnected, enforcing the last known state"}` : "",
+          ...d.snapshot.errors.map((e) => `${e.source}: ${e.message}`),
+        ].filter((x) => x !== "").join("; "),
+      },
     ];
   }
 
