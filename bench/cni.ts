@@ -172,6 +172,11 @@ async function main(): Promise<void> {
     console.log(`CNI ADD/DEL over ${pods} pods each (dual-stack, interleaved, ${WARMUP} warm-up pods dropped)`);
     console.log(line(head));
     for (const r of rows) console.log(line(r));
+    // Does ADD cost grow with the number of pods already on the node?
+    const mean = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+    for (const p of [twill, bridge]) {
+      console.log(`${p.label}: ADD mean of the first 10 pods ${f1(mean(p.add.slice(0, 10)))} ms, of the last 10 ${f1(mean(p.add.slice(-10)))} ms`);
+    }
     let podmanRatio: number | null = null;
     if (podman !== null) {
       const m = (k: string): number => pct(podman?.get(k) ?? [], 50);
