@@ -12,9 +12,11 @@ if podman image exists "$image"; then
   exit 0
 fi
 busybox="$(command -v busybox)"
-if ! file -L "$busybox" 2>/dev/null | grep -q "statically linked"; then
-  # Debian's busybox-static installs /bin/busybox; a dynamic one would need libc.
-  ldd "$busybox" >/dev/null 2>&1 && { echo "podman-image: $busybox is not static (install busybox-static)" >&2; exit 1; }
+# Debian's busybox-static installs /bin/busybox; a dynamic one would need libc
+# in the image (ldd fails on a static binary).
+if ldd "$busybox" >/dev/null 2>&1; then
+  echo "podman-image: $busybox is dynamically linked (install busybox-static)" >&2
+  exit 1
 fi
 root="$(mktemp -d /tmp/twt-rootfs-XXXXXX)"
 trap 'rm -rf "$root"' EXIT
