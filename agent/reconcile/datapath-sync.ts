@@ -63,6 +63,8 @@ export class DatapathSync {
   private readonly appliedEndpoint = new Map<number, string>();
   /** Prefix text -> what twill_ipcache holds; null until read from the map once. */
   private appliedIpcache: Map<string, { identity: number; flags: number }> | null = null;
+  /** Prefix text as given -> canonical text (what appliedIpcache is keyed by). */
+  private readonly canonical = new Map<string, string>();
 
   constructor(private readonly maps: DatapathMaps) {}
 
@@ -135,13 +137,12 @@ export class DatapathSync {
     const writes: Array<readonly [IpcacheKey, BpfIpcacheEntry]> = [];
     const want = new Set<string>();
     for (const e of entries) {
-      const p = ipPrefixOf(e.prefix);
-      const text = prefixText(p.addr, p.prefixLen);
+      const text = this.canonicalPrefix(e.prefix);
       want.add(text);
       const flags = local.has(e.prefix) ? TwillIpcacheFlags.LOCAL : 0;
       const cur = current.get(text);
       if (cur && cur.identity === e.identity && cur.flags === flags) continue;
-      writes.push([ipcacheKey(p), { identity: e.identity, flags }]);
+      writes.push([ipcacheKey(ipPrefixOf(e.prefix)), { identity: e.identity, flags }]);
       current.set(text, { identity: e.identity, flags });
     }
     try {
@@ -158,7 +159,20 @@ export class DatapathSync {
       current.delete(text);
       deleted++;
     }
+    // The memo only needs the prefixes in use.
+    if (this.canonical.size > 2 * want.size + 1024) this.canonical.clear();
     return { written: writes.length, deleted };
+  }
+
+  /** Prefix text as read back from the map; memoised, so an unchanged ipcache costs no parsing. */
+  private canonicalPrefix(prefix: string): string {
+    let t = this.canonical.get(prefix);
+    if (t === undefined) {
+      const p = ipPrefixOf(prefix);
+      t = prefixText(p.addr, p.prefixLen);
+      this.canonical.set(prefix, t);
+    }
+    return t;
   }
 }
 
