@@ -284,6 +284,13 @@ export class Daemon {
       if (existing.hostIfindex === p.hostIfindex) return existing;
       this.removeFromDatapath(existing); // the runtime re-created the veth
     }
+    const t0 = performance.now();
+    const phase: Record<string, number> = {};
+    const mark = (name: string, since: number): number => {
+      const now = performance.now();
+      phase[name] = Math.round((now - since) * 10) / 10;
+      return now;
+    };
     const wantV4 = p.family !== "ipv6";
     const wantV6 = p.family !== "ipv4";
     const allocs = this.ipam.allocate(p.containerId, p.ifname, p.requestedIps).filter((a) => (a.family === 4 ? wantV4 : wantV6));
@@ -295,19 +302,24 @@ export class Daemon {
       namespace: p.pod?.namespace ?? "default", podName: p.pod?.name ?? p.containerId.slice(0, 12),
       createdAt: existing?.createdAt ?? new Date().toISOString(),
     };
+    let t = mark("ipamMs", t0);
     try {
       this.store.put(rec);
+      t = mark("storeMs", t);
       await this.resolveIdentities();
+      t = mark("identityMs", t);
       this.regenerateNow(`endpoint ${rec.namespace}/${rec.podName} added`);
+      t = mark("regenerateMs", t);
       if (!this.desired?.endpoints.has(rec.containerId)) throw new Error(`program endpoint ${rec.containerId}: ${this.lastRegenerateError ?? "no policy computed"}`);
       const fds = { fromPodFd: this.datapath.progFd(ProgramName.fromPod), toPodFd: this.datapath.progFd(ProgramName.toPod) };
       attachEndpoint({ bpfRoot: this.config.bpfRoot, ifindex: rec.hostIfindex, ifname: rec.hostIfname, forceClsact: this.config.forceClsact, ...fds });
+      mark("attachMs", t);
     } catch (e: unknown) {
       this.forget(rec);
       this.regenerateNow("endpoint add rolled back");
       throw e;
     }
-    this.log.info({ containerId: rec.containerId, pod: `${rec.namespace}/${rec.podName}`, ipv4: rec.ipv4, ipv6: rec.ipv6, veth: rec.hostIfname }, "endpoint created");
+    this.log.info({ containerId: rec.containerId, pod: `${rec.namespace}/${rec.podName}`, ipv4: rec.ipv4, ipv6: rec.ipv6, veth: rec.hostIfname, totalMs: Math.round(performance.now() - t0), ...phase }, "endpoint created");
     return rec;
   }
 
