@@ -112,6 +112,7 @@ try {
   const engine = new PolicyEngine(null, null);
   const sync = new DatapathSync(maps);
   sampleRss();
+  const inputRss = process.memoryUsage().rss;
 
   const apply = (): { computeMs: number; ipcacheMs: number; endpointsMs: number; written: number; changed: number } => {
     const t0 = performance.now();
@@ -199,6 +200,7 @@ try {
   const rate = entries.length / (ipcMs / 1000);
   rows.push([`ipcache full sync (${batch ? "batch syscalls" : "no batch ops on LPM trie: per element"})`, `${entries.length} entries in ${ipcMs.toFixed(0)} ms = ${Math.round(rate)}/s`]);
   sampleRss();
+  rows.push(["RSS before the engine ran (input objects + datapath)", `${(inputRss / 2 ** 20).toFixed(0)} MB`]);
   rows.push(["RSS (max)", `${(maxRss / 2 ** 20).toFixed(0)} MB (target <= 300)`]);
 
   result = {
