@@ -293,7 +293,18 @@ export class Daemon {
     };
     const wantV4 = p.family !== "ipv6";
     const wantV6 = p.family !== "ipv4";
-    const allocs = this.ipam.allocate(p.containerId, p.ifname, p.requestedIps).filter((a) => (a.family === 4 ? wantV4 : wantV6));
+    let allocs: { family: 4 | 6; ip: string }[];
+    if (p.assignedIps.length > 0) {
+      // Addresses from a delegated IPAM plugin: it owns them; only refuse one
+      // another endpoint already uses (the datapath keys pods by address).
+      for (const ip of p.assignedIps) {
+        const other = this.store.list().find((r) => r.containerId !== p.containerId && (r.ipv4 === ip || r.ipv6 === ip));
+        if (other) throw new AlreadyExistsError("endpoint", p.containerId, `address ${ip} is already used by container ${other.containerId}`);
+      }
+      allocs = p.assignedIps.map((ip) => ({ family: ip.includes(":") ? 6 : 4, ip }));
+    } else {
+      allocs = this.ipam.allocate(p.containerId, p.ifname, p.requestedIps).filter((a) => (a.family === 4 ? wantV4 : wantV6));
+    }
     const rec: EndpointRecord = {
       containerId: p.containerId, ifname: p.ifname, netns: p.netns,
       hostIfname: p.hostIfname, hostIfindex: p.hostIfindex, hostMac: p.hostMac, podMac: p.podMac,

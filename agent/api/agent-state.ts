@@ -43,6 +43,8 @@ export interface CreateEndpointParams {
   readonly family: FamilyRequest;
   /** Specific addresses asked for (CNI_ARGS IP=, runtimeConfig ips); at most one per family. */
   readonly requestedIps: readonly string[];
+  /** Addresses a delegated IPAM plugin allocated: used as-is, nothing is allocated. */
+  readonly assignedIps: readonly string[];
 }
 
 /** One address of an endpoint and how the pod routes through the host. */

@@ -136,16 +136,17 @@ export function validateCreateEndpoint(r: CreateEndpointRequest__Output): Create
     podMac: c.mac("podMac", r.podMac),
     pod: c.podRef("pod", r.pod),
     family,
-    requestedIps: requestedIps(c, r.requestedIps),
+    requestedIps: requestedIps(c, "requestedIps", r.requestedIps),
+    assignedIps: requestedIps(c, "assignedIps", r.assignedIps ?? []),
   };
 }
 
-function requestedIps(c: Checker, ips: readonly string[]): string[] {
+function requestedIps(c: Checker, field: string, ips: readonly string[]): string[] {
   const seen = new Set<number>();
   for (const ip of ips) {
     const fam = net.isIP(ip);
-    if (fam === 0) c.fail("requestedIps", `${JSON.stringify(ip)} is not an IP address`);
-    if (seen.has(fam)) c.fail("requestedIps", `more than one IPv${fam} address`);
+    if (fam === 0) c.fail(field, `${JSON.stringify(ip)} is not an IP address`);
+    if (seen.has(fam)) c.fail(field, `more than one IPv${fam} address`);
     seen.add(fam);
   }
   return [...ips];

@@ -88,7 +88,8 @@ export async function cmdAdd(req: CniRequest): Promise<Record<string, unknown>> 
   // Validated before anything is made, so a bad IP= leaves nothing behind.
   const wanted = requestedIps(env, conf);
   log("debug", "add started");
-  const client = conf.ipam === null ? new AgentClient(conf.socket) : null;
+  // The agent programs the datapath also when a delegated plugin chose the addresses.
+  const client = new AgentClient(conf.socket);
   log("debug", "client ready");
   try {
     let addrs: PodAddresses | null = null;
@@ -120,10 +121,12 @@ export async function cmdAdd(req: CniRequest): Promise<Record<string, unknown>> 
         containerId: env.containerId, ifname: env.ifname, netns,
         hostIfname, hostIfindex: pair.hostIfindex, hostMac: pair.hostMac, podMac: pair.podMac,
         pod: podRef(env.args),
-        family: "IP_FAMILY_UNSPECIFIED", requestedIps: wanted,
+        family: "IP_FAMILY_UNSPECIFIED", requestedIps: conf.ipam === null ? wanted : [],
+        assignedIps: addrs === null ? [] : [addrs.ipv4, addrs.ipv6].filter((x): x is string => !!x).map((a) => a.split("/")[0] ?? a),
       });
       undo.push({ what: "delete endpoint", run: () => client.deleteEndpoint(env.containerId, env.ifname) });
-      addrs = addressesFromEndpoint(ep);
+      // With delegated IPAM keep the delegate's prefix lengths and gateways.
+      if (addrs === null) addrs = addressesFromEndpoint(ep);
       log("debug", "endpoint created", { containerId: env.containerId, state: ep.state, ...addrs });
     }
     if (addrs === null) throw new CniError(CniErrorCode.Internal, "choose addresses: neither agent nor ipam gave any");
@@ -147,6 +150,6 @@ export async function cmdAdd(req: CniRequest): Promise<Record<string, unknown>> 
     }
     throw e;
   } finally {
-    client?.close();
+    client.close();
   }
 }

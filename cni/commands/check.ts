@@ -67,7 +67,6 @@ export async function cmdCheck(req: CniRequest): Promise<void> {
   }
   if (conf.ipam !== null) {
     await delegateIpam("CHECK", conf.ipam["type"] as string, conf.cniVersion, conf.raw, req.processEnv, env.path);
-    return;
   }
   const client = new AgentClient(conf.socket);
   try {

@@ -49,7 +49,7 @@ export async function cmdDel(req: CniRequest): Promise<void> {
   const { env, conf, log } = req;
   // An agent error fails the DEL (the runtime retries it), but only after
   // the veth is gone, so the retry has less left to do.
-  const agentError = conf.ipam === null ? await deleteFromAgent(req) : null;
+  const agentError = await deleteFromAgent(req);
   try {
     const removed = removeVeth(hostVethName(env.containerId));
     log("debug", "veth removed", { removed });

@@ -3,7 +3,8 @@
 // CNI_* env, config on stdin, result or error JSON on stdout, against temp
 // netns. Addresses come from delegated IPAM (host-local for 0.3.1..1.0.0,
 // whose Debian build stops at 1.0.0; a tiny scripted IPAM plugin for 1.1.0),
-// so these tests need no agent. Agent-backed ADD is covered with the agent.
+// while a real agent (pool 10.244.29.0/24, unused here) programs the
+// datapath for the delegate's addresses, as it does for its own.
 import { execFileSync, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -11,13 +12,16 @@ import * as path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { hostVethName } from "../../cni/config.js";
 import { Cleanup, createNetns, ip, ipJson, nsExec, randomName, type TestNetns } from "../helpers/netns.js";
+import { startAgent, type TestAgent } from "../helpers/agent.js";
 
 const SYSTEM_CNI = "/usr/lib/cni";
 let workDir = "";
 let pluginDir = "";
 let plugin = "";
+let agent: TestAgent | null = null;
 
-beforeAll(() => {
+beforeAll(async () => {
+  agent = await startAgent({ podCidrs: ["10.244.29.0/24", "fd00:10:244:29::/64"] });
   workDir = fs.mkdtempSync(path.join(os.tmpdir(), "twt-cni-"));
   pluginDir = path.join(workDir, "bin");
   fs.mkdirSync(pluginDir);
@@ -35,7 +39,8 @@ esac
 `, { mode: 0o755 });
 }, 120_000);
 
-afterAll(() => {
+afterAll(async () => {
+  await agent?.stop();
   if (workDir !== "") fs.rmSync(workDir, { recursive: true, force: true });
 });
 
@@ -50,7 +55,7 @@ interface Run {
 
 function runPlugin(command: string, conf: Record<string, unknown>, env: Record<string, string>): Run {
   const r = spawnSync(plugin, [], {
-    input: JSON.stringify(conf),
+    input: JSON.stringify({ socket: agent?.socket, ...conf }),
     env: { PATH: process.env["PATH"] ?? "", CNI_COMMAND: command, CNI_PATH: `${pluginDir}:${SYSTEM_CNI}`, ...env },
     encoding: "utf8",
     timeout: 60_000,
@@ -131,6 +136,9 @@ describe.each(["0.3.1", "0.4.0", "1.0.0"])("twill-cni %s with host-local IPAM", 
     expect(res.routes).toEqual([{ dst: "0.0.0.0/0", gw: "169.254.1.1" }, { dst: "::/0", gw: "fe80::1" }]);
     const ip4 = (res.ips[0]?.address ?? "").split("/")[0] ?? "";
     const ip6 = (res.ips[1]?.address ?? "").split("/")[0] ?? "";
+    // The agent programmed the datapath with host-local's addresses.
+    const ep = JSON.parse(agent?.twill(["endpoint", "get", pod.containerId, "-o", "json"]).stdout ?? "{}") as { ipv4?: { address?: string }; ipv6?: { address?: string } };
+    expect([ep.ipv4?.address, ep.ipv6?.address]).toEqual([ip4, ip6]);
 
     // What the pod sees: its addresses, MTU, gateways resolved to the host veth.
     const podLink = ipJson<{ mtu: number; address: string }[]>(["link", "show", "eth0"], pod.netns.name)[0];

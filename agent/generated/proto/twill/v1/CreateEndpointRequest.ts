@@ -15,6 +15,7 @@ export interface CreateEndpointRequest {
   'pod'?: (_twill_v1_PodRef | null);
   'family'?: (_twill_v1_IpFamily);
   'requestedIps'?: (string)[];
+  'assignedIps'?: (string)[];
 }
 
 export interface CreateEndpointRequest__Output {
@@ -28,4 +29,5 @@ export interface CreateEndpointRequest__Output {
   'pod': (_twill_v1_PodRef__Output | null);
   'family': (_twill_v1_IpFamily__Output);
   'requestedIps': (string)[];
+  'assignedIps': (string)[];
 }
