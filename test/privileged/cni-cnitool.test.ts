@@ -38,7 +38,15 @@ afterAll(() => {
 });
 
 const cleanup = new Cleanup();
-afterEach(() => cleanup.run());
+let delegatedAgent: TestAgent | null = null;
+afterEach(async () => {
+  try {
+    cleanup.run();
+  } finally {
+    await delegatedAgent?.stop();
+    delegatedAgent = null;
+  }
+});
 
 function tool(verb: string, net: string, netns: string, confDir: string, binDir = path.join(workDir, "bin"), capArgs: Record<string, unknown> | null = null): { code: number; stdout: string; stderr: string } {
   const r = spawnSync(cnitool, [verb, net, netns], {
@@ -54,8 +62,11 @@ function tool(verb: string, net: string, netns: string, confDir: string, binDir 
 }
 
 describe("twill-cni under cnitool (libcni)", () => {
-  it("ADD through a conflist hands our result to the chained plugin; CHECK and DEL follow", () => {
+  it("ADD through a conflist hands our result to the chained plugin; CHECK and DEL follow", async () => {
     expect(buildError, `cnitool could not be built: ${buildError}`).toBe("");
+    // The agent programs the datapath for host-local's address too (its own pool, unused here, is 10.244.23.0/24).
+    const agent = await startAgent({ podCidrs: ["10.244.23.0/24", "fd00:10:244:23::/64"] });
+    delegatedAgent = agent;
     const netns = createNetns(cleanup);
     // cnitool derives the container ID from the netns path.
     const containerId = `cnitool-${createHash("sha512").update(netns.path).digest("hex").slice(0, 20)}`;
@@ -69,7 +80,7 @@ describe("twill-cni under cnitool (libcni)", () => {
       cniVersion: "1.0.0", name: net,
       plugins: [
         {
-          type: "twill-cni",
+          type: "twill-cni", socket: agent.socket,
           ipam: { type: "host-local", dataDir: path.join(confDir, "ipam"), ranges: [[{ subnet: `10.244.${n}.0/24` }]] },
         },
         { type: "tuning", sysctl: { "net.ipv4.conf.eth0.arp_ignore": "1" } },
