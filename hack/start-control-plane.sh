@@ -52,7 +52,9 @@ taken=" "
 free_port() {
   local p
   for _ in $(seq 1 200); do
-    p=$((20000 + RANDOM % 40000))
+    # Below the kernel's ephemeral range (32768+), so an outgoing
+    # connection cannot take the port between this check and the bind.
+    p=$((20000 + RANDOM % 12000))
     case "$taken" in *" $p "*) continue ;; esac
     if ! ss -Htln "sport = :$p" | grep -q .; then
       taken+="$p "

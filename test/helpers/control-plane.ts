@@ -21,7 +21,7 @@
 
 import { execFile, spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
-import { mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -79,7 +79,18 @@ export async function startControlPlane(opts: StartControlPlaneOptions = {}): Pr
     await script("stop-control-plane.sh", [dir], 30_000, "stop control plane");
   };
   try {
-    await script("start-control-plane.sh", [dir], opts.startTimeoutMs ?? 90_000, "start control plane");
+    // A port found free can still be taken before etcd binds it: retry then.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await script("start-control-plane.sh", [dir], opts.startTimeoutMs ?? 90_000, "start control plane");
+        break;
+      } catch (e: unknown) {
+        if (attempt >= 3 || !describe(e).includes("address already in use")) throw e;
+        await stop().catch(() => undefined);
+        await rm(dir, { recursive: true, force: true });
+        await mkdir(dir, { recursive: true });
+      }
+    }
     const env = parseEnv(await readFile(join(dir, "env"), "utf8"));
     const kubeconfigPath = join(dir, "kubeconfig");
     const binDir = need(env, "BIN_DIR");
