@@ -1,32 +1,44 @@
 // SPDX-License-Identifier: Apache-2.0
 // From cluster state and local endpoints to the desired datapath contents:
-// identities, the ipcache, and one policy trie per local endpoint.
+// identities, the ipcache, and one policy trie per local endpoint; updated
+// incrementally.
 //
-// API: `new PolicyEngine(identityStore, cidrStore)`, `compute(input)` ->
-// DesiredState. The engine keeps the identity allocators (numbers stay
-// stable across recomputes and, through the stores, across restarts) and
-// computes the whole desired state from the whole input on every call; the
-// sync step (datapath-sync.ts) then writes only what differs.
-// What does not change between calls is memoised, never trusted blindly:
-// per pod, its security labels, named ports and canonical ipcache prefixes
-// (reused while the Pod object, or its labels, and its namespace's labels
-// and addresses are unchanged); the SelectorCache persists, so only new
-// selectors are matched against every identity and only new or vanished
-// identities against every selector (per policy object, its selectors stay
-// tracked while the same object is in the input). Identities are allocated
-// once per label set per call, not once per pod. Any exception drops every
-// memo, and the next call starts from scratch.
+// API: `new PolicyEngine(identityStore, cidrStore)`,
+// `compute(input, changes?)` -> DesiredState (the whole state in force, plus
+// the delta against the previous call), `useExternalIdentities(table)`,
+// `labelIdentities()`, `labelsOfIdentity(n)`, `PolicyEngine.labelSetsOf`.
+//
+// How a change stays small: the engine keeps, per pod (a "member": a Pod
+// object, a local endpoint, or both under one namespace/name), its label
+// group, addresses and named ports. Members with equal security labels form
+// one group = one identity. A change re-derives only the members it touches
+// (a Namespace change: the members of that namespace), moves them between
+// groups, and reports to the SelectorCache only identities that appeared or
+// vanished; the cache answers with the selectors whose selection changed.
+// Local endpoints are recompiled only when something they depend on changed:
+// a policy of their namespace, a selector their policies use, their own
+// labels or named ports, or (for egress named ports) remote named ports.
+// Addresses go through IpcacheClaims, which yields the ipcache delta.
+//
+// `changes` (from ClusterSnapshot.changes) names the objects that differ
+// from the previous call; without it (or after a failure) the engine diffs
+// the whole input against what it holds, which costs O(pods). Endpoints and
+// host addresses are always diffed in full: there are ~100 of them.
+// Any exception drops the whole state; the next call rebuilds it from the
+// full input (the allocators, and so the identity numbers, survive).
+import type { ClusterChanges } from "../k8s/cluster-source.js";
 import type { LabelMap, Namespace, NetworkPolicy, Pod } from "../k8s/manifest-types.js";
 import { podIpsOf } from "../k8s/manifest-types.js";
 import { CidrIdentityAllocator, IdentityAllocator, type IdentityStore } from "../identity/allocator.js";
 import { labelSetKey, parseLabelSetKey, securityLabelsOf, type SecurityLabels } from "../identity/labels.js";
 import { ReservedIdentity } from "../identity/reserved.js";
-import { compileEndpointPolicy, trackPolicySelectors, untrackPolicySelectors, type NamedPort } from "../policy/compiler.js";
+import { compileEndpointPolicy, selectorKeysFor, trackPolicySelectors, untrackPolicySelectors, type NamedPort } from "../policy/compiler.js";
 import { ipcacheEntriesForIpBlock, type IpcacheEntry } from "../policy/ipcache.js";
 import { parseCidr } from "../ipam/cidr.js";
 import { PolicyDirection, PolicyPrefix, type PolicyEntry } from "../policy/policy-key.js";
 import { RuleRefTable } from "../policy/rule-ref.js";
-import { SelectorCache, type IdentitySource } from "../policy/selector.js";
+import { SelectorCache } from "../policy/selector.js";
+import { ClaimRank, IpcacheClaims, type IpcacheChange, type IpcacheDelta } from "./ipcache-claims.js";
 
 /** A local endpoint as the engine needs it. */
 export interface EngineEndpoint {
@@ -36,7 +48,7 @@ export interface EngineEndpoint {
   readonly ips: readonly string[];
 }
 
-/** Everything a recompute reads. */
+/** Everything a compute reads. */
 export interface EngineInput {
   readonly namespaces: readonly Namespace[];
   readonly pods: readonly Pod[];
@@ -55,43 +67,46 @@ export interface EndpointPolicy {
   readonly entries: readonly PolicyEntry[];
 }
 
+/** What differs from the previous compute. */
+export interface EngineDelta {
+  readonly ipcache: IpcacheDelta;
+  /** Keys of endpoints whose identity or entries changed, or that have no policy any more. */
+  readonly endpoints: readonly string[];
+  /** True when the engine rebuilt its state from scratch: sync everything, not just the delta. */
+  readonly full: boolean;
+}
+
 /** The datapath contents the cluster state calls for. */
 export interface DesiredState {
+  /** Every ipcache entry in force (built on each access: prefer `delta` and `ipcacheSize`). */
   readonly ipcache: readonly IpcacheEntry[];
+  readonly ipcacheSize: number;
   readonly endpoints: ReadonlyMap<string, EndpointPolicy>;
   readonly ruleRefs: RuleRefTable;
   readonly computeMs: number;
+  readonly delta: EngineDelta;
 }
 
 const podKey = (ns: string, name: string): string => `${ns}/${name}`;
-
-/** What the engine derived from one pod (or endpoint without a Pod) last time. */
-interface PodMemo {
-  readonly pod: Pod | null;
-  readonly podLabels: LabelMap;
-  readonly nsLabelsKey: string;
-  readonly ips: readonly string[];
-  readonly labels: SecurityLabels;
-  readonly labelKey: string;
-  readonly namedPorts: readonly NamedPort[];
-  readonly prefixes: readonly string[];
-}
-
-function sameLabels(a: LabelMap, b: LabelMap): boolean {
-  const ka = Object.keys(a);
-  if (ka.length !== Object.keys(b).length) return false;
-  return ka.every((k) => b[k] === a[k]);
-}
-
-const sameList = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
-
 const hostPrefix = (ip: string): string => `${ip}/${ip.includes(":") ? 128 : 32}`;
+const HOST_OWNER = "\u0000host";
+const CIDR_OWNER = "\u0000cidr";
 
-function namedPortsOf(p: Pod | undefined): NamedPort[] {
+function namedPortsOf(p: Pod | null): NamedPort[] {
   if (!p) return [];
   return p.spec.containers.flatMap((c) =>
     (c.ports ?? []).flatMap((cp) => (cp.name ? [{ name: cp.name, port: cp.containerPort, protocol: cp.protocol ?? "TCP" }] : [])),
   );
+}
+
+const portSig = (np: NamedPort): string => `${np.name}/${np.protocol}/${np.port}`;
+const sameList = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
+
+function sameLabels(a: LabelMap | undefined, b: LabelMap | undefined): boolean {
+  const x = a ?? {};
+  const y = b ?? {};
+  const kx = Object.keys(x);
+  return kx.length === Object.keys(y).length && kx.every((k) => Object.hasOwn(y, k) && y[k] === x[k]);
 }
 
 /** Traffic between a pod and its own node is always allowed (NetworkPolicy spec), both ways. */
@@ -102,17 +117,102 @@ function hostEntries(): PolicyEntry[] {
   }));
 }
 
-/** Stateful compiler of cluster state into desired datapath contents. */
+/** Pods with the same security labels: one identity. */
+interface LabelGroup {
+  readonly key: string;
+  readonly labels: SecurityLabels;
+  identity: number | null;
+  readonly members: Set<string>;
+  /** Named ports of the members, counted (port signature -> count). */
+  readonly ports: Map<string, { np: NamedPort; count: number }>;
+}
+
+/** A pod object and/or local endpoint under one namespace/name. */
+interface Member {
+  readonly key: string;
+  readonly namespace: string;
+  readonly group: LabelGroup;
+  readonly prefixes: readonly string[];
+  readonly namedPorts: readonly NamedPort[];
+  readonly rank: number;
+  /** Identity its prefixes are claimed with (null: unresolved, no claim). */
+  readonly claimedAs: number | null;
+}
+
+/** What the engine keeps of a policy object. */
+interface TrackedPolicy {
+  readonly policy: NetworkPolicy;
+  readonly selectorKeys: readonly string[];
+  /** CIDR identity numbers held and ipcache prefixes claimed for its ipBlocks. */
+  readonly cidrIdentities: readonly number[];
+  readonly cidrPrefixes: readonly { prefix: string; identity: number }[];
+}
+
+/** What an endpoint's compiled policy depends on. */
+interface EndpointDeps {
+  readonly selectors: ReadonlySet<string>;
+  readonly remoteNamedPorts: boolean;
+}
+
+/** The state built from the cluster (dropped on failure; allocators are not part of it). */
+class EngineState {
+  readonly nsLabels = new Map<string, LabelMap>();
+  readonly namespaceObjs = new Map<string, Namespace>();
+  readonly pods = new Map<string, Pod>();
+  readonly endpoints = new Map<string, EngineEndpoint>();
+  /** podKey -> keys of its endpoints (usually one; two while a sandbox is replaced). */
+  readonly localByPod = new Map<string, Set<string>>();
+  readonly members = new Map<string, Member>();
+  readonly membersByNs = new Map<string, Set<string>>();
+  readonly groups = new Map<string, LabelGroup>();
+  readonly policies = new Map<string, TrackedPolicy>();
+  readonly policiesByNs = new Map<string, Map<string, NetworkPolicy>>();
+  readonly cache = new SelectorCache();
+  readonly claims = new IpcacheClaims();
+  readonly remoteNamedPorts = new Map<number, NamedPort[]>();
+  readonly compiled = new Map<string, EndpointPolicy>();
+  readonly deps = new Map<string, EndpointDeps>();
+  readonly dependents = new Map<string, Set<string>>();
+  readonly namedPortDependents = new Set<string>();
+  hostIps: readonly string[] = [];
+  /** The external table the groups were numbered with. */
+  external: ReadonlyMap<string, number> | null = null;
+}
+
+/** Per-compute bookkeeping. */
+interface Batch {
+  readonly dirtyMembers: Set<string>;
+  readonly dirtyEndpoints: Set<string>;
+  readonly emptied: Set<LabelGroup>;
+  readonly changedEndpoints: Set<string>;
+}
+
+function addToIndex<K, V>(index: Map<K, Set<V>>, k: K, v: V): void {
+  let s = index.get(k);
+  if (!s) index.set(k, (s = new Set()));
+  s.add(v);
+}
+
+function removeFromIndex<K, V>(index: Map<K, Set<V>>, k: K, v: V): void {
+  const s = index.get(k);
+  if (!s) return;
+  s.delete(v);
+  if (s.size === 0) index.delete(k);
+}
+
+/** Stateful, incremental compiler of cluster state into desired datapath contents. */
 export class PolicyEngine {
   readonly identities: IdentityAllocator;
   readonly cidrIdentities: CidrIdentityAllocator;
-  /** Identities held by the previous compute, released after the next (no flapping numbers). */
-  private held: number[] = [];
-  private heldCidr: number[] = [];
+  private state: EngineState | null = null;
   private firstDone = false;
-  private ruleRefs = new RuleRefTable();
+  /** Numbers the dropped state held: released after the rebuild has re-claimed what is still in use. */
+  private heldAfterDrop: { labels: number[]; cidr: number[] } = { labels: [], cidr: [] };
+  private readonly ruleRefs = new RuleRefTable();
   /** Cluster-wide numbers (Kubernetes mode), by label-set key; null = allocate locally. */
   private external: ReadonlyMap<string, number> | null = null;
+  /** Canonical prefix texts of host addresses (memo: pod IPs are parsed once per member change). */
+  private readonly canonical = new Map<string, string>();
 
   constructor(identityStore: IdentityStore | null, cidrStore: IdentityStore | null) {
     this.identities = new IdentityAllocator(identityStore);
@@ -158,203 +258,394 @@ export class PolicyEngine {
     return [...out.values()];
   }
 
-  /** Persistent across computes (see the file comment); reset by dropMemos(). */
-  private cache = new SelectorCache();
-  /** identity -> key of the source the cache holds for it. */
-  private cachedSources = new Map<number, string>();
-  /** Policy objects whose selectors the cache tracks (a stack of key lists per object). */
-  private tracked = new Map<NetworkPolicy, string[][]>();
-  private podMemos = new Map<string, PodMemo>();
-  private canonical = new Map<string, string>();
-
-  private dropMemos(): void {
-    this.cache = new SelectorCache();
-    this.cachedSources = new Map();
-    this.tracked = new Map();
-    this.podMemos = new Map();
-    this.canonical = new Map();
+  /** Rule table (numbers are never reused, so flows decode against it at any time). */
+  get rules(): RuleRefTable {
+    return this.ruleRefs;
   }
+
+  /**
+   * Bring the state to `input`. `changes`, when given, must name every
+   * namespace, pod and policy that differs from the previous call's input;
+   * the rest of `input` is then only read for what they touch.
+   */
+  compute(input: EngineInput, changes?: ClusterChanges): DesiredState {
+    const t0 = performance.now();
+    const full = this.state === null;
+    const st = this.state ?? new EngineState();
+    this.state = st;
+    const batch: Batch = { dirtyMembers: new Set(), dirtyEndpoints: new Set(), emptied: new Set(), changedEndpoints: new Set() };
+    try {
+      if (changes && !full) this.applyChanges(st, batch, changes);
+      else this.diffAll(st, batch, input);
+      this.diffEndpoints(st, batch, input.endpoints);
+      if (st.external !== this.external) {
+        const wasLocal = st.external === null;
+        st.external = this.external;
+        for (const g of st.groups.values()) this.renumberGroup(st, batch, g, wasLocal);
+      }
+      for (const k of batch.dirtyMembers) this.refreshMember(st, batch, k);
+      this.diffHostIps(st, input.hostIps);
+      for (const g of batch.emptied) if (g.members.size === 0) this.dropGroup(st, batch, g);
+      for (const k of batch.dirtyEndpoints) this.recompile(st, batch, k);
+      for (const n of this.heldAfterDrop.labels) this.identities.release(n);
+      for (const n of this.heldAfterDrop.cidr) this.cidrIdentities.release(n);
+      this.heldAfterDrop = { labels: [], cidr: [] };
+      if (!this.firstDone) {
+        this.identities.pruneRestored();
+        this.cidrIdentities.pruneRestored();
+        this.firstDone = true;
+      }
+    } catch (e: unknown) {
+      this.dropState();
+      throw e;
+    }
+    const claims = st.claims;
+    const ipcacheDelta = claims.takeDelta();
+    return {
+      get ipcache(): IpcacheEntry[] {
+        return [...claims.entries()].map((e) => ({ prefix: e.prefix, identity: e.identity }));
+      },
+      ipcacheSize: claims.size,
+      endpoints: st.compiled,
+      ruleRefs: this.ruleRefs,
+      computeMs: performance.now() - t0,
+      delta: { ipcache: ipcacheDelta, endpoints: [...batch.changedEndpoints], full },
+    };
+  }
+
+  /** Every ipcache entry in force with its local flag (what DatapathSync.syncIpcache needs after a restart). */
+  ipcacheEntries(): IpcacheChange[] {
+    return this.state ? [...this.state.claims.entries()] : [];
+  }
+
+  /**
+   * Forget everything derived from the cluster. The numbers it held stay held
+   * until the rebuild succeeds, so a label set that still exists keeps its number.
+   */
+  private dropState(): void {
+    const st = this.state;
+    this.state = null;
+    if (!st) return;
+    for (const g of st.groups.values()) if (g.identity !== null && st.external === null) this.heldAfterDrop.labels.push(g.identity);
+    for (const p of st.policies.values()) this.heldAfterDrop.cidr.push(...p.cidrIdentities);
+  }
+
+  // ---- input -> dirty sets ------------------------------------------------
+
+  private applyChanges(st: EngineState, batch: Batch, c: ClusterChanges): void {
+    for (const name of c.namespaces.removed) this.setNamespace(st, batch, name, null);
+    for (const n of c.namespaces.upserted) this.setNamespace(st, batch, n.metadata.name, n);
+    for (const k of c.pods.removed) this.setPod(st, batch, k, null);
+    for (const p of c.pods.upserted) this.setPod(st, batch, podKey(p.metadata.namespace, p.metadata.name), p);
+    for (const k of c.policies.removed) this.setPolicy(st, batch, k, null);
+    for (const p of c.policies.upserted) this.setPolicy(st, batch, podKey(p.metadata.namespace, p.metadata.name), p);
+  }
+
+  private diffAll(st: EngineState, batch: Batch, input: EngineInput): void {
+    const seenNs = new Set<string>();
+    for (const n of input.namespaces) {
+      seenNs.add(n.metadata.name);
+      if (st.namespaceObjs.get(n.metadata.name) !== n) this.setNamespace(st, batch, n.metadata.name, n);
+    }
+    for (const name of [...st.namespaceObjs.keys()]) if (!seenNs.has(name)) this.setNamespace(st, batch, name, null);
+    const seenPods = new Set<string>();
+    for (const p of input.pods) {
+      const k = podKey(p.metadata.namespace, p.metadata.name);
+      seenPods.add(k);
+      if (st.pods.get(k) !== p) this.setPod(st, batch, k, p);
+    }
+    for (const k of [...st.pods.keys()]) if (!seenPods.has(k)) this.setPod(st, batch, k, null);
+    const seenPol = new Set<string>();
+    for (const p of input.policies) {
+      const k = podKey(p.metadata.namespace, p.metadata.name);
+      seenPol.add(k);
+      if (st.policies.get(k)?.policy !== p) this.setPolicy(st, batch, k, p);
+    }
+    for (const k of [...st.policies.keys()]) if (!seenPol.has(k)) this.setPolicy(st, batch, k, null);
+  }
+
+  private setNamespace(st: EngineState, batch: Batch, name: string, ns: Namespace | null): void {
+    const before = st.nsLabels.get(name);
+    if (ns) {
+      st.namespaceObjs.set(name, ns);
+      st.nsLabels.set(name, ns.metadata.labels ?? {});
+    } else {
+      st.namespaceObjs.delete(name);
+      st.nsLabels.delete(name);
+    }
+    const after = st.nsLabels.get(name);
+    if ((before === undefined) === (after === undefined) && sameLabels(before, after)) return;
+    for (const k of st.membersByNs.get(name) ?? []) batch.dirtyMembers.add(k);
+  }
+
+  private setPod(st: EngineState, batch: Batch, key: string, pod: Pod | null): void {
+    if (pod) st.pods.set(key, pod);
+    else if (!st.pods.delete(key)) return;
+    batch.dirtyMembers.add(key);
+  }
+
+  private diffEndpoints(st: EngineState, batch: Batch, endpoints: readonly EngineEndpoint[]): void {
+    const seen = new Set<string>();
+    for (const e of endpoints) {
+      seen.add(e.key);
+      const old = st.endpoints.get(e.key);
+      if (old && old.namespace === e.namespace && old.podName === e.podName && sameList(old.ips, e.ips)) continue;
+      if (old) this.removeEndpoint(st, batch, old);
+      st.endpoints.set(e.key, e);
+      const k = podKey(e.namespace, e.podName);
+      addToIndex(st.localByPod, k, e.key);
+      batch.dirtyMembers.add(k);
+      batch.dirtyEndpoints.add(e.key);
+    }
+    for (const [key, e] of [...st.endpoints]) if (!seen.has(key)) this.removeEndpoint(st, batch, e);
+  }
+
+  private removeEndpoint(st: EngineState, batch: Batch, e: EngineEndpoint): void {
+    st.endpoints.delete(e.key);
+    const k = podKey(e.namespace, e.podName);
+    removeFromIndex(st.localByPod, k, e.key);
+    batch.dirtyMembers.add(k);
+    batch.dirtyEndpoints.add(e.key);
+  }
+
+  // ---- members and groups -------------------------------------------------
 
   private canon(prefix: string): string {
     let t = this.canonical.get(prefix);
     if (t === undefined) {
       t = parseCidr(prefix).text;
+      if (this.canonical.size > 500_000) this.canonical.clear();
       this.canonical.set(prefix, t);
     }
     return t;
   }
 
-  /** Compute the desired state from the whole input. Throws only on internal inconsistency. */
-  compute(input: EngineInput): DesiredState {
-    try {
-      return this.computeMemoised(input);
-    } catch (e: unknown) {
-      this.dropMemos();
-      throw e;
+  /** Re-derive one member from its pod, endpoint and namespace; apply what moved. */
+  private refreshMember(st: EngineState, batch: Batch, key: string): void {
+    const old = st.members.get(key);
+    const pod = st.pods.get(key) ?? null;
+    // With several endpoints under one pod name, the smallest key speaks for the addresses.
+    let epKey: string | undefined;
+    for (const k of st.localByPod.get(key) ?? []) {
+      batch.dirtyEndpoints.add(k);
+      if (epKey === undefined || k < epKey) epKey = k;
     }
+    const ep = epKey === undefined ? undefined : st.endpoints.get(epKey);
+    if (!pod && !ep) {
+      if (old) this.removeMember(st, batch, old);
+      return;
+    }
+    const namespace = pod ? pod.metadata.namespace : (ep as EngineEndpoint).namespace;
+    const labels = securityLabelsOf(namespace, pod?.metadata.labels ?? {}, st.nsLabels.get(namespace));
+    const groupKey = labelSetKey(labels);
+    // A local pod's addresses come from its endpoint (the CNI result), not
+    // from the manifest, which in standalone mode has no status.
+    const ips = ep ? ep.ips : podIpsOf(pod as Pod);
+    const prefixes = ips.map((ip) => this.canon(hostPrefix(ip)));
+    const namedPorts = namedPortsOf(pod);
+    const rank = ep ? ClaimRank.LOCAL_ENDPOINT : ClaimRank.POD;
+    if (old && old.group.key === groupKey && old.rank === rank && sameList(old.prefixes, prefixes) && old.claimedAs === old.group.identity
+      && sameList(old.namedPorts.map(portSig), namedPorts.map(portSig))) {
+      return;
+    }
+    if (old) this.removeMember(st, batch, old);
+    let group = st.groups.get(groupKey);
+    if (!group) {
+      group = { key: groupKey, labels, identity: null, members: new Set(), ports: new Map() };
+      st.groups.set(groupKey, group);
+      this.numberGroup(st, batch, group);
+    }
+    group.members.add(key);
+    batch.emptied.delete(group);
+    let portsChanged = false;
+    for (const np of namedPorts) {
+      const sig = portSig(np);
+      const cur = group.ports.get(sig);
+      if (cur) cur.count++;
+      else {
+        group.ports.set(sig, { np, count: 1 });
+        portsChanged = true;
+      }
+    }
+    if (portsChanged) this.portsChanged(st, batch, group);
+    const m: Member = { key, namespace, group, prefixes, namedPorts, rank, claimedAs: group.identity };
+    st.members.set(key, m);
+    addToIndex(st.membersByNs, namespace, key);
+    if (m.claimedAs !== null) for (const p of prefixes) st.claims.claim(p, key, rank, m.claimedAs);
   }
 
-  private computeMemoised(input: EngineInput): DesiredState {
-    const t0 = performance.now();
-    const cache = this.cache;
-    const held: number[] = [];
-    const heldCidr: number[] = [];
-    const nsLabels = new Map(input.namespaces.map((n) => [n.metadata.name, n.metadata.labels]));
-    const nsKeys = new Map<string, string>();
-    const nsKeyOf = (ns: string): string => {
-      let k = nsKeys.get(ns);
-      if (k === undefined) {
-        const l = nsLabels.get(ns) ?? {};
-        k = JSON.stringify(Object.keys(l).sort().map((x) => [x, l[x]]));
-        nsKeys.set(ns, k);
+  private removeMember(st: EngineState, batch: Batch, m: Member): void {
+    st.members.delete(m.key);
+    removeFromIndex(st.membersByNs, m.namespace, m.key);
+    if (m.claimedAs !== null) for (const p of m.prefixes) st.claims.unclaim(p, m.key);
+    const g = m.group;
+    g.members.delete(m.key);
+    let portsChanged = false;
+    for (const np of m.namedPorts) {
+      const sig = portSig(np);
+      const cur = g.ports.get(sig);
+      if (cur && --cur.count === 0) {
+        g.ports.delete(sig);
+        portsChanged = true;
       }
-      return k;
-    };
-    const podsByKey = new Map(input.pods.map((p) => [podKey(p.metadata.namespace, p.metadata.name), p]));
-    const localByPod = new Map(input.endpoints.map((e) => [podKey(e.namespace, e.podName), e]));
-    const remoteNamedPorts = new Map<number, NamedPort[]>();
-    const podIdentity = new Map<string, { identity: number; labels: SecurityLabels }>();
-    const sources = new Map<number, { key: string; source: IdentitySource }>();
-    const byLabelKey = new Map<string, number | null>();
-    const memos = new Map<string, PodMemo>();
-
-    const memoOf = (k: string, ns: string, pod: Pod | null, ips: readonly string[]): PodMemo => {
-      const podLabels = pod?.metadata.labels ?? {};
-      const nsLabelsKey = nsKeyOf(ns);
-      const m = this.podMemos.get(k);
-      if (m && m.nsLabelsKey === nsLabelsKey && sameList(m.ips, ips) && (m.pod === pod || (pod !== null && m.pod !== null && sameLabels(m.podLabels, podLabels)))) {
-        const keep = m.pod === pod ? m : { ...m, pod, namedPorts: namedPortsOf(pod ?? undefined) };
-        memos.set(k, keep);
-        return keep;
-      }
-      const labels = securityLabelsOf(ns, podLabels, nsLabels.get(ns));
-      const fresh: PodMemo = {
-        pod, podLabels, nsLabelsKey, ips, labels, labelKey: labelSetKey(labels),
-        namedPorts: namedPortsOf(pod ?? undefined), prefixes: ips.map((ip) => this.canon(hostPrefix(ip))),
-      };
-      memos.set(k, fresh);
-      return fresh;
-    };
-
-    // One allocation per label set per compute (held until the next one).
-    const identityOf = (m: PodMemo): number | null => {
-      const known = byLabelKey.get(m.labelKey);
-      if (known !== undefined) return known;
-      let identity: number | null;
-      if (this.external) identity = this.external.get(m.labelKey) ?? null;
-      else {
-        identity = this.identities.allocate(m.labels).identity;
-        held.push(identity);
-      }
-      byLabelKey.set(m.labelKey, identity);
-      if (identity !== null && !sources.has(identity)) sources.set(identity, { key: `labels:${m.labelKey}`, source: { kind: "labels", labels: m.labels } });
-      return identity;
-    };
-
-    const podEntries: Array<readonly [string, number]> = [];
-    for (const p of input.pods) {
-      const k = podKey(p.metadata.namespace, p.metadata.name);
-      // A local pod's addresses come from its endpoint (the CNI result), not
-      // from the manifest, which in standalone mode has no status.
-      const m = memoOf(k, p.metadata.namespace, p, localByPod.get(k)?.ips ?? podIpsOf(p));
-      const identity = identityOf(m);
-      if (identity === null) continue;
-      podIdentity.set(k, { identity, labels: m.labels });
-      const ports = remoteNamedPorts.get(identity) ?? [];
-      for (const np of m.namedPorts) {
-        if (!ports.some((x) => x.name === np.name && x.port === np.port && x.protocol === np.protocol)) ports.push(np);
-      }
-      remoteNamedPorts.set(identity, ports);
-      for (const prefix of m.prefixes) podEntries.push([prefix, identity]);
     }
-    // Endpoints whose Pod is unknown still get an identity (namespace labels
-    // only) so that namespace-wide policies apply to them.
-    for (const e of input.endpoints) {
-      const k = podKey(e.namespace, e.podName);
-      if (podIdentity.has(k) || podsByKey.has(k)) continue;
-      const m = memoOf(`endpoint:${k}`, e.namespace, null, e.ips);
-      const identity = identityOf(m);
-      if (identity === null) continue;
-      podIdentity.set(k, { identity, labels: m.labels });
-      for (const prefix of m.prefixes) podEntries.push([prefix, identity]);
-    }
-    for (const ip of input.hostIps) podEntries.push([this.canon(hostPrefix(ip)), ReservedIdentity.HOST]);
+    if (portsChanged) this.portsChanged(st, batch, g);
+    // Dropped at the end of the batch, so a member moving back keeps the number.
+    if (g.members.size === 0) batch.emptied.add(g);
+  }
 
-    // Selectors: keep those of policy objects seen last time, track new ones
-    // (before forgetting old ones, so a shared selector is not re-matched).
-    const previous = this.tracked;
-    const tracked = new Map<NetworkPolicy, string[][]>();
-    const cidrEntries: IpcacheEntry[] = [];
-    for (const pol of input.policies) {
-      const stack = previous.get(pol);
-      const keys = stack?.pop() ?? trackPolicySelectors(cache, pol);
-      tracked.set(pol, [...(tracked.get(pol) ?? []), keys]);
-      const blocks = [...(pol.spec.ingress ?? []).flatMap((r) => r.from ?? []), ...(pol.spec.egress ?? []).flatMap((r) => r.to ?? [])]
+  /** Give a new group its number and tell the selector cache. */
+  private numberGroup(st: EngineState, batch: Batch, g: LabelGroup): void {
+    if (st.external) g.identity = st.external.get(g.key) ?? null;
+    else g.identity = this.identities.allocate(g.labels).identity;
+    if (g.identity === null) return;
+    this.selectionsChanged(st, batch, st.cache.upsertIdentity(g.identity, { kind: "labels", labels: g.labels }));
+    st.remoteNamedPorts.set(g.identity, [...g.ports.values()].map((x) => x.np));
+  }
+
+  /** Forget a group's number (selector cache, named ports; the allocator if it came from there). */
+  private unnumberGroup(st: EngineState, batch: Batch, g: LabelGroup, local: boolean): void {
+    if (g.identity === null) return;
+    this.selectionsChanged(st, batch, st.cache.removeIdentity(g.identity));
+    st.remoteNamedPorts.delete(g.identity);
+    this.markNamedPortDependents(batch);
+    if (local) this.identities.release(g.identity);
+    g.identity = null;
+  }
+
+  private dropGroup(st: EngineState, batch: Batch, g: LabelGroup): void {
+    this.unnumberGroup(st, batch, g, st.external === null);
+    st.groups.delete(g.key);
+  }
+
+  /** The identity mode or external table changed: take the group's new number and re-claim its members' addresses. */
+  private renumberGroup(st: EngineState, batch: Batch, g: LabelGroup, wasLocal: boolean): void {
+    if (!wasLocal && st.external && (st.external.get(g.key) ?? null) === g.identity) return;
+    this.unnumberGroup(st, batch, g, wasLocal);
+    this.numberGroup(st, batch, g);
+    for (const k of g.members) batch.dirtyMembers.add(k);
+  }
+
+  private portsChanged(st: EngineState, batch: Batch, g: LabelGroup): void {
+    if (g.identity === null) return;
+    st.remoteNamedPorts.set(g.identity, [...g.ports.values()].map((x) => x.np));
+    this.markNamedPortDependents(batch);
+  }
+
+  private markNamedPortDependents(batch: Batch): void {
+    const st = this.state as EngineState;
+    for (const e of st.namedPortDependents) batch.dirtyEndpoints.add(e);
+  }
+
+  private selectionsChanged(st: EngineState, batch: Batch, keys: readonly string[]): void {
+    for (const k of keys) for (const e of st.dependents.get(k) ?? []) batch.dirtyEndpoints.add(e);
+  }
+
+  // ---- policies and host addresses ----------------------------------------
+
+  private setPolicy(st: EngineState, batch: Batch, key: string, policy: NetworkPolicy | null): void {
+    const old = st.policies.get(key);
+    if (!old && !policy) return;
+    if (old?.policy === policy) return;
+    let tracked: TrackedPolicy | null = null;
+    if (policy) {
+      // Track the new selectors before forgetting the old ones, so a shared selector is not re-matched.
+      const selectorKeys = trackPolicySelectors(st.cache, policy);
+      const cidrIdentities: number[] = [];
+      const cidrPrefixes: { prefix: string; identity: number }[] = [];
+      const blocks = [...(policy.spec.ingress ?? []).flatMap((r) => r.from ?? []), ...(policy.spec.egress ?? []).flatMap((r) => r.to ?? [])]
         .flatMap((peer) => (peer.ipBlock ? [peer.ipBlock] : []));
       for (const b of blocks) {
         for (const c of [b.cidr, ...(b.except ?? [])]) {
           const a = this.cidrIdentities.allocate(c);
-          heldCidr.push(a.identity);
-          if (!sources.has(a.identity)) sources.set(a.identity, { key: `cidr:${c}`, source: { kind: "cidr", cidr: c } });
+          cidrIdentities.push(a.identity);
+          if (st.cache.sourceOf(a.identity) === null) {
+            this.selectionsChanged(st, batch, st.cache.upsertIdentity(a.identity, { kind: "cidr", cidr: c }));
+          }
         }
-        cidrEntries.push(...ipcacheEntriesForIpBlock(b.cidr, b.except ?? [], (c) => this.cidrIdentities.identityOf(c) ?? ReservedIdentity.WORLD));
+        for (const e of ipcacheEntriesForIpBlock(b.cidr, b.except ?? [], (c) => this.cidrIdentities.identityOf(c) ?? ReservedIdentity.WORLD)) {
+          cidrPrefixes.push(e);
+          st.claims.claim(e.prefix, CIDR_OWNER, ClaimRank.CIDR, e.identity);
+        }
+      }
+      tracked = { policy, selectorKeys, cidrIdentities, cidrPrefixes };
+      st.policies.set(key, tracked);
+      let inNs = st.policiesByNs.get(policy.metadata.namespace);
+      if (!inNs) st.policiesByNs.set(policy.metadata.namespace, (inNs = new Map()));
+      inNs.set(key, policy);
+    } else {
+      st.policies.delete(key);
+    }
+    const ns = (policy ?? old?.policy)?.metadata.namespace ?? "";
+    if (old) {
+      untrackPolicySelectors(st.cache, old.selectorKeys);
+      for (const e of old.cidrPrefixes) st.claims.unclaim(e.prefix, CIDR_OWNER);
+      for (const n of old.cidrIdentities) {
+        this.cidrIdentities.release(n);
+        if (this.cidrIdentities.cidrOf(n) === null) this.selectionsChanged(st, batch, st.cache.removeIdentity(n));
+      }
+      if (!policy) {
+        const inNs = st.policiesByNs.get(ns);
+        inNs?.delete(key);
+        if (inNs?.size === 0) st.policiesByNs.delete(ns);
       }
     }
-    for (const stack of previous.values()) for (const keys of stack) untrackPolicySelectors(cache, keys);
-    this.tracked = tracked;
-
-    // Identities: tell the cache only what appeared, changed or vanished.
-    for (const [identity, s] of sources) {
-      if (this.cachedSources.get(identity) === s.key) continue;
-      cache.upsertIdentity(identity, s.source);
-      this.cachedSources.set(identity, s.key);
-    }
-    for (const identity of [...this.cachedSources.keys()]) {
-      if (sources.has(identity)) continue;
-      cache.removeIdentity(identity);
-      this.cachedSources.delete(identity);
-    }
-    this.podMemos = memos;
-    if (this.canonical.size > 2 * memos.size + 4096) this.canonical.clear();
-
-    // One trie from pod and CIDR entries; a pod (or host) entry wins an exact-prefix tie.
-    const merged = new Map<string, number>();
-    for (const e of cidrEntries) merged.set(this.canon(e.prefix), e.identity);
-    for (const [prefix, identity] of podEntries) merged.set(prefix, identity);
-    const ipcache: IpcacheEntry[] = [];
-    for (const [prefix, identity] of merged) ipcache.push({ prefix, identity });
-
-    // Rule numbers restart with each compute so the table cannot grow without
-    // bound; flows decode rule_ref against the table of the state in force.
-    const ruleRefs = new RuleRefTable();
-    const ctx = { policies: input.policies, selectorCache: cache, remoteNamedPorts, ruleRefs };
-    const endpoints = new Map<string, EndpointPolicy>();
-    for (const e of input.endpoints) {
-      const k = podKey(e.namespace, e.podName);
-      const id = podIdentity.get(k);
-      if (!id) continue;
-      const pod = podsByKey.get(k);
-      const entries = [...compileEndpointPolicy({ identity: id.identity, labels: id.labels, namedPorts: memos.get(k)?.namedPorts ?? [] }, ctx), ...hostEntries()];
-      endpoints.set(e.key, { identity: id.identity, labels: id.labels, podKnown: pod !== undefined, entries });
-    }
-
-    // Release the previous compute's references only now, so an identity that
-    // is still used keeps its number.
-    for (const i of this.held) this.identities.release(i);
-    for (const i of this.heldCidr) this.cidrIdentities.release(i);
-    this.held = held;
-    this.heldCidr = heldCidr;
-    if (!this.firstDone) {
-      this.identities.pruneRestored();
-      this.cidrIdentities.pruneRestored();
-      this.firstDone = true;
-    }
-    this.ruleRefs = ruleRefs;
-    return { ipcache, endpoints, ruleRefs, computeMs: performance.now() - t0 };
+    // Policies select only pods of their own namespace.
+    for (const e of st.endpoints.values()) if (e.namespace === ns) batch.dirtyEndpoints.add(e.key);
   }
 
-  /** Rule table of the last compute. */
-  get rules(): RuleRefTable {
-    return this.ruleRefs;
+  private diffHostIps(st: EngineState, hostIps: readonly string[]): void {
+    const next = hostIps.map((ip) => this.canon(hostPrefix(ip)));
+    if (sameList(next, st.hostIps)) return;
+    for (const p of st.hostIps) st.claims.unclaim(p, HOST_OWNER);
+    for (const p of next) st.claims.claim(p, HOST_OWNER, ClaimRank.HOST, ReservedIdentity.HOST);
+    st.hostIps = next;
   }
+
+  // ---- endpoints ----------------------------------------------------------
+
+  private setDeps(st: EngineState, key: string, deps: EndpointDeps | null): void {
+    const old = st.deps.get(key);
+    for (const s of old?.selectors ?? []) removeFromIndex(st.dependents, s, key);
+    st.namedPortDependents.delete(key);
+    if (!deps) {
+      st.deps.delete(key);
+      return;
+    }
+    st.deps.set(key, deps);
+    for (const s of deps.selectors) addToIndex(st.dependents, s, key);
+    if (deps.remoteNamedPorts) st.namedPortDependents.add(key);
+  }
+
+  private recompile(st: EngineState, batch: Batch, key: string): void {
+    const e = st.endpoints.get(key);
+    const m = e ? st.members.get(podKey(e.namespace, e.podName)) : undefined;
+    const identity = m?.group.identity ?? null;
+    if (!e || !m || identity === null) {
+      this.setDeps(st, key, null);
+      if (st.compiled.delete(key)) batch.changedEndpoints.add(key);
+      return;
+    }
+    const policies = [...(st.policiesByNs.get(e.namespace)?.values() ?? [])];
+    const local = { identity, labels: m.group.labels, namedPorts: m.namedPorts };
+    const ctx = { policies, selectorCache: st.cache, remoteNamedPorts: st.remoteNamedPorts, ruleRefs: this.ruleRefs };
+    const entries = [...compileEndpointPolicy(local, ctx), ...hostEntries()];
+    const selectors = selectorKeysFor(local, policies);
+    const remoteNamedPorts = policies.some((p) => (p.spec.egress ?? []).some((r) => (r.ports ?? []).some((x) => typeof x.port === "string")));
+    this.setDeps(st, key, { selectors, remoteNamedPorts });
+    const next: EndpointPolicy = { identity, labels: m.group.labels, podKnown: st.pods.has(m.key), entries };
+    const prev = st.compiled.get(key);
+    st.compiled.set(key, next);
+    if (!prev || !sameEndpointPolicy(prev, next)) batch.changedEndpoints.add(key);
+  }
+}
+
+function sameEndpointPolicy(a: EndpointPolicy, b: EndpointPolicy): boolean {
+  if (a.identity !== b.identity || a.podKnown !== b.podKnown || a.entries.length !== b.entries.length) return false;
+  if (labelSetKey(a.labels) !== labelSetKey(b.labels)) return false;
+  return a.entries.every((x, i) => {
+    const y = b.entries[i] as PolicyEntry;
+    return x.ruleRef === y.ruleRef && x.key.identity === y.key.identity && x.key.direction === y.key.direction
+      && x.key.protocol === y.key.protocol && x.key.port === y.key.port && x.key.prefixLen === y.key.prefixLen;
+  });
 }
