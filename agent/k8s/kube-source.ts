@@ -22,10 +22,11 @@
 //    (their IP is the node's) and finished pods (phase Succeeded/Failed, whose
 //    IP the runtime has already released for reuse).
 import type { Logger } from "pino";
-import type { ClusterSnapshot, ClusterSource, SourceError } from "./cluster-source.js";
+import type { ClusterChanges, ClusterSnapshot, ClusterSource } from "./cluster-source.js";
 import { loadKubeClient, type KubeClient, type KubeObject } from "./kube-client.js";
 import { validateNamespace, validateNetworkPolicy, validatePod, type Namespace, type NetworkPolicy, type Pod, type Validated } from "./manifest-types.js";
 import { Reflector } from "./reflector.js";
+import { ValidatedCollection } from "./validated-collection.js";
 
 /** Options of {@link startKubeSource}. */
 export interface KubeSourceOptions {
@@ -81,33 +82,6 @@ export async function startKubeSource(opts: KubeSourceOptions, onSnapshot: (s: C
   return source;
 }
 
-/** Last valid typed value of each object, so an invalid edit keeps the previous one in force. */
-class LastValid<T> {
-  private readonly byKey = new Map<string, T>();
-
-  /** Validate every raw object; returns the values in force and the errors. */
-  update(raws: readonly KubeObject[], describe: (o: KubeObject) => string, validate: (o: KubeObject, source: string) => Validated<T>): { values: T[]; errors: SourceError[] } {
-    const values: T[] = [];
-    const errors: SourceError[] = [];
-    const seen = new Set<string>();
-    for (const raw of raws) {
-      const source = describe(raw);
-      seen.add(source);
-      const v = validate(raw, source);
-      if (v.value !== null) {
-        this.byKey.set(source, v.value);
-        values.push(v.value);
-        continue;
-      }
-      for (const e of v.errors) errors.push({ source, message: e.message });
-      const old = this.byKey.get(source);
-      if (old !== undefined) values.push(old);
-    }
-    for (const k of [...this.byKey.keys()]) if (!seen.has(k)) this.byKey.delete(k);
-    return { values, errors };
-  }
-}
-
 class KubeSourceImpl implements KubeSource {
   readonly description: string;
   private readonly namespaces: Reflector;
@@ -115,9 +89,11 @@ class KubeSourceImpl implements KubeSource {
   private readonly policies: Reflector;
   private readonly node: Reflector;
   private readonly all: Reflector[];
-  private readonly lastNamespaces = new LastValid<Namespace>();
-  private readonly lastPods = new LastValid<Pod>();
-  private readonly lastPolicies = new LastValid<NetworkPolicy>();
+  private readonly validNamespaces = new ValidatedCollection<Namespace>((o) => `Namespace ${o.metadata.name ?? "?"}`, (o, s) => validateNamespace(o, s), () => true, (k) => k.slice(1));
+  private readonly validPods = new ValidatedCollection<Pod>((o) => `Pod ${o.metadata.namespace ?? "?"}/${o.metadata.name ?? "?"}`, validateKubePod, holdsPodIp, (k) => k);
+  private readonly validPolicies = new ValidatedCollection<NetworkPolicy>((o) => `NetworkPolicy ${o.metadata.namespace ?? "?"}/${o.metadata.name ?? "?"}`, (o, s) => validateNetworkPolicy(o, s), () => true, (k) => k);
+  /** Keys each reflector changed since the last delivery (null: relisted, look at everything). */
+  private readonly dirty = new Map<Reflector, Set<string> | null>();
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
   private firstDelivered: (() => void) | null = null;
@@ -125,11 +101,18 @@ class KubeSourceImpl implements KubeSource {
   constructor(client: KubeClient, private readonly opts: KubeSourceOptions, private readonly onSnapshot: (s: ClusterSnapshot) => void, private readonly log: Logger) {
     this.description = `kubernetes:${client.server}`;
     const backoff = { minBackoffMs: opts.minBackoffMs, maxBackoffMs: opts.maxBackoffMs };
-    const changed = (): void => this.schedule();
-    this.namespaces = new Reflector(client, { path: "/api/v1/namespaces", ...backoff }, changed, log);
-    this.pods = new Reflector(client, { path: "/api/v1/pods", ...backoff }, changed, log);
-    this.policies = new Reflector(client, { path: "/apis/networking.k8s.io/v1/networkpolicies", ...backoff }, changed, log);
-    this.node = new Reflector(client, { path: "/api/v1/nodes", fieldSelector: `metadata.name=${opts.nodeName}`, ...backoff }, changed, log);
+    const changed = (r: () => Reflector) => (keys: readonly string[] | null): void => {
+      const reflector = r();
+      const cur = this.dirty.get(reflector);
+      if (keys === null) this.dirty.set(reflector, null);
+      else if (cur === undefined) this.dirty.set(reflector, new Set(keys));
+      else if (cur !== null) for (const k of keys) cur.add(k);
+      this.schedule();
+    };
+    this.namespaces = new Reflector(client, { path: "/api/v1/namespaces", ...backoff }, changed(() => this.namespaces), log);
+    this.pods = new Reflector(client, { path: "/api/v1/pods", slim: slimPod, ...backoff }, changed(() => this.pods), log);
+    this.policies = new Reflector(client, { path: "/apis/networking.k8s.io/v1/networkpolicies", ...backoff }, changed(() => this.policies), log);
+    this.node = new Reflector(client, { path: "/api/v1/nodes", fieldSelector: `metadata.name=${opts.nodeName}`, ...backoff }, changed(() => this.node), log);
     this.all = [this.namespaces, this.pods, this.policies, this.node];
   }
 
@@ -175,14 +158,24 @@ class KubeSourceImpl implements KubeSource {
 
   private deliver(): void {
     if (this.stopped || !this.all.every((r) => r.synced())) return;
-    const ns = this.lastNamespaces.update(this.namespaces.items(), (o) => `Namespace ${o.metadata.name ?? "?"}`, (o, s) => validateNamespace(o, s));
-    const pods = this.lastPods.update(this.pods.items().filter(holdsPodIp), (o) => `Pod ${o.metadata.namespace ?? "?"}/${o.metadata.name ?? "?"}`, validateKubePod);
-    const pol = this.lastPolicies.update(this.policies.items(), (o) => `NetworkPolicy ${o.metadata.namespace ?? "?"}/${o.metadata.name ?? "?"}`, (o, s) => validateNetworkPolicy(o, s));
+    // Validate only what the reflectors changed since the last delivery.
+    for (const [r, c] of [[this.namespaces, this.validNamespaces], [this.pods, this.validPods], [this.policies, this.validPolicies]] as const) {
+      const keys = this.dirty.get(r);
+      if (keys === undefined) continue;
+      (c as ValidatedCollection<unknown>).update(keys, (k) => r.get(k), () => r.keys());
+    }
+    this.dirty.clear();
+    const changes: ClusterChanges = {
+      namespaces: this.validNamespaces.takeChanges(),
+      pods: this.validPods.takeChanges(),
+      policies: this.validPolicies.takeChanges(),
+    };
     const snapshot: ClusterSnapshot = {
-      namespaces: ns.values,
-      pods: pods.values,
-      policies: pol.values,
-      errors: [...ns.errors, ...pods.errors, ...pol.errors],
+      namespaces: this.validNamespaces.values(),
+      pods: this.validPods.values(),
+      policies: this.validPolicies.values(),
+      errors: [...this.validNamespaces.errors(), ...this.validPods.errors(), ...this.validPolicies.errors()],
+      changes,
     };
     try {
       this.onSnapshot(snapshot);
@@ -203,6 +196,29 @@ function validateKubePod(o: KubeObject, source: string): Validated<Pod> {
   if (typeof nodeName !== "string" || nodeName === "") return v;
   const pod: KubePod = { ...v.value, spec: { ...v.value.spec, nodeName } };
   return { value: pod, errors: [] };
+}
+
+/**
+ * The fields of a Pod the agent reads (validatePod, holdsPodIp, nodeName);
+ * a real Pod object is mostly other things (managedFields, env, volumes).
+ */
+export function slimPod(o: KubeObject): KubeObject {
+  const m = o.metadata;
+  const spec = (o["spec"] ?? {}) as { containers?: unknown; nodeName?: unknown; hostNetwork?: unknown };
+  const status = (o["status"] ?? {}) as { phase?: unknown; podIP?: unknown; podIPs?: unknown };
+  const containers = Array.isArray(spec.containers)
+    ? spec.containers.map((c: unknown) => {
+      const x = (c ?? {}) as { name?: unknown; ports?: unknown };
+      return { name: x.name, ...(x.ports !== undefined ? { ports: x.ports } : {}) };
+    })
+    : spec.containers;
+  return {
+    apiVersion: o.apiVersion,
+    kind: o.kind,
+    metadata: { name: m.name, namespace: m.namespace, uid: m.uid, resourceVersion: m.resourceVersion, ...(m.labels ? { labels: m.labels } : {}) },
+    spec: { containers, nodeName: spec.nodeName, hostNetwork: spec.hostNetwork },
+    status: { phase: status.phase, podIP: status.podIP, podIPs: status.podIPs },
+  };
 }
 
 /** Whether the pod holds an address of the pod network (see the module comment). */

@@ -24,6 +24,11 @@ export interface ReflectorTarget {
   /** Backoff bounds; defaults 200 ms .. 10 s. */
   readonly minBackoffMs?: number;
   readonly maxBackoffMs?: number;
+  /**
+   * Keep only what the agent reads of each object (e.g. pods: 150k full Pod
+   * objects would hold most of the agent's memory). Default: keep all.
+   */
+  readonly slim?: (o: KubeObject) => KubeObject;
 }
 
 /** Raised inside the loop when a watch reports 410 Gone. */
@@ -43,8 +48,8 @@ export class Reflector {
   constructor(
     private readonly client: KubeClient,
     private readonly target: ReflectorTarget,
-    /** Called after every change of the store (list replaced or a watch event applied). */
-    private readonly onChange: () => void,
+    /** Called after every change of the store: the keys a watch event changed, or null when a list replaced it. */
+    private readonly onChange: (keys: readonly string[] | null) => void,
     private readonly log: Logger,
   ) {}
 
@@ -62,6 +67,16 @@ export class Reflector {
   /** Current objects (in no particular order). */
   items(): KubeObject[] {
     return [...this.store.values()];
+  }
+
+  /** The current object under a key ("namespace/name"; cluster-scoped: "/name"). */
+  get(key: string): KubeObject | undefined {
+    return this.store.get(key);
+  }
+
+  /** Every current key. */
+  keys(): IterableIterator<string> {
+    return this.store.keys();
   }
 
   /** True once the first list succeeded. */
@@ -117,11 +132,12 @@ export class Reflector {
       rv = page.metadata.resourceVersion ?? "";
     } while (cont !== "");
     this.store.clear();
-    for (const o of items) this.store.set(keyOf(o), o);
+    const slim = this.target.slim ?? ((o: KubeObject) => o);
+    for (const o of items) this.store.set(keyOf(o), slim(o));
     this.resourceVersion = rv;
     this.listed = true;
     this.connected = true;
-    this.onChange();
+    this.onChange(null);
   }
 
   private async watchOnce(signal: AbortSignal): Promise<void> {
@@ -144,9 +160,10 @@ export class Reflector {
       const rv = ev.object.metadata?.resourceVersion;
       if (rv) this.resourceVersion = rv;
       if (ev.type === "BOOKMARK") return;
-      if (ev.type === "DELETED") this.store.delete(keyOf(ev.object));
-      else this.store.set(keyOf(ev.object), ev.object);
-      this.onChange();
+      const key = keyOf(ev.object);
+      if (ev.type === "DELETED") this.store.delete(key);
+      else this.store.set(key, this.target.slim ? this.target.slim(ev.object) : ev.object);
+      this.onChange([key]);
     }, signal);
     if (gone) throw gone;
   }

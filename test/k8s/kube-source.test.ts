@@ -124,4 +124,38 @@ describe("kube source", () => {
     await waitFor("policy made after the restart", () => policyNames(last()).includes("default/after-restart"), 30_000);
     expect(podOf(last(), "default", "web")).toBeDefined();
   });
+
+  it("says what changed in every snapshot: replaying the changes from the first snapshot gives the last one", () => {
+    const first = snapshots[0];
+    expect(first).toBeDefined();
+    const key = (o: { metadata: { namespace?: string; name: string } }): string => `${o.metadata.namespace ?? ""}/${o.metadata.name}`;
+    const state = {
+      namespaces: new Map(first?.namespaces.map((n) => [n.metadata.name, n])),
+      pods: new Map(first?.pods.map((p) => [key(p), p])),
+      policies: new Map(first?.policies.map((p) => [key(p), p])),
+    };
+    let small = 0;
+    for (const s of snapshots.slice(1)) {
+      const c = s.changes;
+      expect(c, "every snapshot carries its changes").toBeDefined();
+      if (!c) continue;
+      for (const k of c.namespaces.removed) state.namespaces.delete(k);
+      for (const n of c.namespaces.upserted) state.namespaces.set(n.metadata.name, n);
+      for (const [m, ch] of [[state.pods, c.pods], [state.policies, c.policies]] as const) {
+        for (const k of ch.removed) m.delete(k);
+        for (const o of ch.upserted) (m as Map<string, unknown>).set(key(o), o);
+      }
+      const n = c.namespaces.upserted.length + c.pods.upserted.length + c.policies.upserted.length;
+      if (n + c.namespaces.removed.length + c.pods.removed.length + c.policies.removed.length <= 2) small++;
+    }
+    const l = last();
+    expect([...state.namespaces.values()]).toEqual(expect.arrayContaining([...(l?.namespaces ?? [])]));
+    expect(state.namespaces.size).toBe(l?.namespaces.length);
+    expect(state.pods.size).toBe(l?.pods.length);
+    for (const p of l?.pods ?? []) expect(state.pods.get(key(p))).toBe(p);
+    expect(state.policies.size).toBe(l?.policies.length);
+    for (const p of l?.policies ?? []) expect(state.policies.get(key(p))).toBe(p);
+    // Single edits are reported as single changes, not as the whole cluster.
+    expect(small).toBeGreaterThan(5);
+  });
 });
