@@ -155,8 +155,10 @@ export class SelectorCache {
   // would otherwise be 50M matches on a full sync).
   private readonly identitiesByNs = new Map<string, Set<number>>();
   private readonly selectorsByNs = new Map<string, Set<string>>();
-  /** Selectors not bound to one namespace (namespaceSelector or CIDR). */
+  /** Label selectors not bound to one namespace (with a namespaceSelector). */
   private readonly unboundSelectors = new Set<string>();
+  /** CIDR selectors: only they can select CIDR identities, and only CIDR identities. */
+  private readonly cidrSelectors = new Set<string>();
 
   /** Start (or keep) tracking a selector; returns its key. */
   add(sel: IdentitySelector): string {
@@ -170,7 +172,7 @@ export class SelectorCache {
     const ns = boundNamespace(sel);
     if (ns === null) {
       for (const [id, src] of this.identities) if (selectorMatches(sel, src)) selected.add(id);
-      this.unboundSelectors.add(key);
+      (sel.kind === "cidr" ? this.cidrSelectors : this.unboundSelectors).add(key);
     } else {
       for (const id of this.identitiesByNs.get(ns) ?? []) {
         const src = this.identities.get(id);
@@ -189,14 +191,15 @@ export class SelectorCache {
     if (--s.refs > 0) return false;
     this.selectors.delete(key);
     const ns = boundNamespace(s.selector);
-    if (ns === null) this.unboundSelectors.delete(key);
+    if (ns === null) (s.selector.kind === "cidr" ? this.cidrSelectors : this.unboundSelectors).delete(key);
     else removeFromIndex(this.selectorsByNs, ns, key);
     return true;
   }
 
   /** The selectors that could select an identity of `source`. */
   private candidates(source: IdentitySource): Iterable<string> {
-    const bound = source.kind === "labels" ? this.selectorsByNs.get(source.labels.namespace) : undefined;
+    if (source.kind === "cidr") return this.cidrSelectors;
+    const bound = this.selectorsByNs.get(source.labels.namespace);
     return bound ? [...this.unboundSelectors, ...bound] : this.unboundSelectors;
   }
 

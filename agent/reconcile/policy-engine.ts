@@ -90,16 +90,34 @@ export interface DesiredState {
 const podKey = (ns: string, name: string): string => `${ns}/${name}`;
 const hostPrefix = (ip: string): string => `${ip}/${ip.includes(":") ? 128 : 32}`;
 const HOST_OWNER = "\u0000host";
+const OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])";
+const CANONICAL_V4 = new RegExp(`^${OCTET}\\.${OCTET}\\.${OCTET}\\.${OCTET}$`);
 const CIDR_OWNER = "\u0000cidr";
 
-function namedPortsOf(p: Pod | null): NamedPort[] {
-  if (!p) return [];
-  return p.spec.containers.flatMap((c) =>
-    (c.ports ?? []).flatMap((cp) => (cp.name ? [{ name: cp.name, port: cp.containerPort, protocol: cp.protocol ?? "TCP" }] : [])),
-  );
+/** A pod's named ports, and a signature of the whole list (equal lists, equal signatures). */
+interface PortSet {
+  readonly ports: readonly NamedPort[];
+  readonly sig: string;
 }
 
+const NO_PORTS: PortSet = { ports: [], sig: "" };
+/** By spec object: pods of one template often share it, and a changed pod brings a new one. */
+const portSetMemo = new WeakMap<object, PortSet>();
+
 const portSig = (np: NamedPort): string => `${np.name}/${np.protocol}/${np.port}`;
+
+function portSetOf(p: Pod | null): PortSet {
+  if (!p) return NO_PORTS;
+  let ps = portSetMemo.get(p.spec);
+  if (!ps) {
+    const ports = p.spec.containers.flatMap((c) =>
+      (c.ports ?? []).flatMap((cp) => (cp.name ? [{ name: cp.name, port: cp.containerPort, protocol: cp.protocol ?? "TCP" }] : [])),
+    );
+    ps = ports.length === 0 ? NO_PORTS : { ports, sig: ports.map(portSig).join(",") };
+    portSetMemo.set(p.spec, ps);
+  }
+  return ps;
+}
 const sameList = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
 
 function sameLabels(a: LabelMap | undefined, b: LabelMap | undefined): boolean {
@@ -123,8 +141,8 @@ interface LabelGroup {
   readonly labels: SecurityLabels;
   identity: number | null;
   readonly members: Set<string>;
-  /** Named ports of the members, counted (port signature -> count). */
-  readonly ports: Map<string, { np: NamedPort; count: number }>;
+  /** Named port lists of the members, counted by signature. */
+  readonly portSets: Map<string, { set: PortSet; count: number }>;
 }
 
 /** A pod object and/or local endpoint under one namespace/name. */
@@ -133,7 +151,7 @@ interface Member {
   readonly namespace: string;
   readonly group: LabelGroup;
   readonly prefixes: readonly string[];
-  readonly namedPorts: readonly NamedPort[];
+  readonly portSet: PortSet;
   readonly rank: number;
   /** Identity its prefixes are claimed with (null: unresolved, no claim). */
   readonly claimedAs: number | null;
@@ -175,6 +193,8 @@ class EngineState {
   readonly dependents = new Map<string, Set<string>>();
   readonly namedPortDependents = new Set<string>();
   hostIps: readonly string[] = [];
+  /** Namespace -> pod labels JSON -> security labels (dropped when the namespace's labels change). */
+  readonly labelMemo = new Map<string, Map<string, { labels: SecurityLabels; key: string }>>();
   /** The external table the groups were numbered with. */
   external: ReadonlyMap<string, number> | null = null;
 }
@@ -313,6 +333,30 @@ export class PolicyEngine {
     };
   }
 
+  /**
+   * Label sets in use after the last compute, by labelSetKey, plus what the
+   * given pods and pod-less endpoints would need; null before the first
+   * compute or when `changes` touch namespaces (then use labelSetsOf).
+   * Lets a cluster-wide resolver look only at what can be new.
+   */
+  labelSetsAfter(changes: ClusterChanges, endpoints: readonly { namespace: string; podName: string }[]): Map<string, SecurityLabels> | null {
+    const st = this.state;
+    if (!st || changes.namespaces.upserted.length > 0 || changes.namespaces.removed.length > 0) return null;
+    const out = new Map<string, SecurityLabels>();
+    for (const g of st.groups.values()) out.set(g.key, g.labels);
+    const add = (ns: string, labels: LabelMap | undefined): void => {
+      const l = securityLabelsOf(ns, labels ?? {}, st.nsLabels.get(ns));
+      out.set(labelSetKey(l), l);
+    };
+    for (const p of changes.pods.upserted) add(p.metadata.namespace, p.metadata.labels);
+    const removed = new Set(changes.pods.removed);
+    for (const e of endpoints) {
+      const k = podKey(e.namespace, e.podName);
+      if (!st.pods.has(k) || removed.has(k)) add(e.namespace, {});
+    }
+    return out;
+  }
+
   /** Every ipcache entry in force with its local flag (what DatapathSync.syncIpcache needs after a restart). */
   ipcacheEntries(): IpcacheChange[] {
     return this.state ? [...this.state.claims.entries()] : [];
@@ -375,6 +419,7 @@ export class PolicyEngine {
     }
     const after = st.nsLabels.get(name);
     if ((before === undefined) === (after === undefined) && sameLabels(before, after)) return;
+    st.labelMemo.delete(name);
     for (const k of st.membersByNs.get(name) ?? []) batch.dirtyMembers.add(k);
   }
 
@@ -410,6 +455,12 @@ export class PolicyEngine {
 
   // ---- members and groups -------------------------------------------------
 
+  /** Canonical host prefix of an address; dotted quads in canonical form skip the parser. */
+  private hostPrefixOf(ip: string): string {
+    if (CANONICAL_V4.test(ip)) return `${ip}/32`;
+    return this.canon(hostPrefix(ip));
+  }
+
   private canon(prefix: string): string {
     let t = this.canonical.get(prefix);
     if (t === undefined) {
@@ -418,6 +469,24 @@ export class PolicyEngine {
       this.canonical.set(prefix, t);
     }
     return t;
+  }
+
+  /**
+   * Security labels and their key for pod labels in a namespace; memoised per
+   * namespace by the pod labels' JSON (pods of one template share them).
+   */
+  private labelsOf(st: EngineState, namespace: string, podLabels: LabelMap | undefined): { labels: SecurityLabels; key: string } {
+    let memo = st.labelMemo.get(namespace);
+    if (!memo) st.labelMemo.set(namespace, (memo = new Map()));
+    const sig = podLabels ? JSON.stringify(podLabels) : "{}";
+    let r = memo.get(sig);
+    if (!r) {
+      const labels = securityLabelsOf(namespace, podLabels ?? {}, st.nsLabels.get(namespace));
+      r = { labels, key: labelSetKey(labels) };
+      if (memo.size > 1000) memo.clear();
+      memo.set(sig, r);
+    }
+    return r;
   }
 
   /** Re-derive one member from its pod, endpoint and namespace; apply what moved. */
@@ -436,39 +505,35 @@ export class PolicyEngine {
       return;
     }
     const namespace = pod ? pod.metadata.namespace : (ep as EngineEndpoint).namespace;
-    const labels = securityLabelsOf(namespace, pod?.metadata.labels ?? {}, st.nsLabels.get(namespace));
-    const groupKey = labelSetKey(labels);
+    const { labels, key: groupKey } = this.labelsOf(st, namespace, pod?.metadata.labels);
     // A local pod's addresses come from its endpoint (the CNI result), not
     // from the manifest, which in standalone mode has no status.
     const ips = ep ? ep.ips : podIpsOf(pod as Pod);
-    const prefixes = ips.map((ip) => this.canon(hostPrefix(ip)));
-    const namedPorts = namedPortsOf(pod);
+    const prefixes = ips.map((ip) => this.hostPrefixOf(ip));
+    const portSet = portSetOf(pod);
     const rank = ep ? ClaimRank.LOCAL_ENDPOINT : ClaimRank.POD;
     if (old && old.group.key === groupKey && old.rank === rank && sameList(old.prefixes, prefixes) && old.claimedAs === old.group.identity
-      && sameList(old.namedPorts.map(portSig), namedPorts.map(portSig))) {
+      && old.portSet.sig === portSet.sig) {
       return;
     }
     if (old) this.removeMember(st, batch, old);
     let group = st.groups.get(groupKey);
     if (!group) {
-      group = { key: groupKey, labels, identity: null, members: new Set(), ports: new Map() };
+      group = { key: groupKey, labels, identity: null, members: new Set(), portSets: new Map() };
       st.groups.set(groupKey, group);
       this.numberGroup(st, batch, group);
     }
     group.members.add(key);
     batch.emptied.delete(group);
-    let portsChanged = false;
-    for (const np of namedPorts) {
-      const sig = portSig(np);
-      const cur = group.ports.get(sig);
+    if (portSet !== NO_PORTS) {
+      const cur = group.portSets.get(portSet.sig);
       if (cur) cur.count++;
       else {
-        group.ports.set(sig, { np, count: 1 });
-        portsChanged = true;
+        group.portSets.set(portSet.sig, { set: portSet, count: 1 });
+        this.portsChanged(st, batch, group);
       }
     }
-    if (portsChanged) this.portsChanged(st, batch, group);
-    const m: Member = { key, namespace, group, prefixes, namedPorts, rank, claimedAs: group.identity };
+    const m: Member = { key, namespace, group, prefixes, portSet, rank, claimedAs: group.identity };
     st.members.set(key, m);
     addToIndex(st.membersByNs, namespace, key);
     if (m.claimedAs !== null) for (const p of prefixes) st.claims.claim(p, key, rank, m.claimedAs);
@@ -480,16 +545,11 @@ export class PolicyEngine {
     if (m.claimedAs !== null) for (const p of m.prefixes) st.claims.unclaim(p, m.key);
     const g = m.group;
     g.members.delete(m.key);
-    let portsChanged = false;
-    for (const np of m.namedPorts) {
-      const sig = portSig(np);
-      const cur = g.ports.get(sig);
-      if (cur && --cur.count === 0) {
-        g.ports.delete(sig);
-        portsChanged = true;
-      }
+    const cur = m.portSet === NO_PORTS ? undefined : g.portSets.get(m.portSet.sig);
+    if (cur && --cur.count === 0) {
+      g.portSets.delete(m.portSet.sig);
+      this.portsChanged(st, batch, g);
     }
-    if (portsChanged) this.portsChanged(st, batch, g);
     // Dropped at the end of the batch, so a member moving back keeps the number.
     if (g.members.size === 0) batch.emptied.add(g);
   }
@@ -500,7 +560,7 @@ export class PolicyEngine {
     else g.identity = this.identities.allocate(g.labels).identity;
     if (g.identity === null) return;
     this.selectionsChanged(st, batch, st.cache.upsertIdentity(g.identity, { kind: "labels", labels: g.labels }));
-    st.remoteNamedPorts.set(g.identity, [...g.ports.values()].map((x) => x.np));
+    st.remoteNamedPorts.set(g.identity, groupPorts(g));
   }
 
   /** Forget a group's number (selector cache, named ports; the allocator if it came from there). */
@@ -528,7 +588,7 @@ export class PolicyEngine {
 
   private portsChanged(st: EngineState, batch: Batch, g: LabelGroup): void {
     if (g.identity === null) return;
-    st.remoteNamedPorts.set(g.identity, [...g.ports.values()].map((x) => x.np));
+    st.remoteNamedPorts.set(g.identity, groupPorts(g));
     this.markNamedPortDependents(batch);
   }
 
@@ -627,7 +687,7 @@ export class PolicyEngine {
       return;
     }
     const policies = [...(st.policiesByNs.get(e.namespace)?.values() ?? [])];
-    const local = { identity, labels: m.group.labels, namedPorts: m.namedPorts };
+    const local = { identity, labels: m.group.labels, namedPorts: m.portSet.ports };
     const ctx = { policies, selectorCache: st.cache, remoteNamedPorts: st.remoteNamedPorts, ruleRefs: this.ruleRefs };
     const entries = [...compileEndpointPolicy(local, ctx), ...hostEntries()];
     const selectors = selectorKeysFor(local, policies);
@@ -638,6 +698,14 @@ export class PolicyEngine {
     st.compiled.set(key, next);
     if (!prev || !sameEndpointPolicy(prev, next)) batch.changedEndpoints.add(key);
   }
+}
+
+/** The union of a group's named ports (what egress named ports resolve against). */
+function groupPorts(g: LabelGroup): NamedPort[] {
+  if (g.portSets.size === 1) return [...(g.portSets.values().next().value?.set.ports ?? [])];
+  const out = new Map<string, NamedPort>();
+  for (const { set } of g.portSets.values()) for (const np of set.ports) out.set(portSig(np), np);
+  return [...out.values()];
 }
 
 function sameEndpointPolicy(a: EndpointPolicy, b: EndpointPolicy): boolean {
