@@ -22,17 +22,23 @@ import { EventsReader } from "./maps/events-reader.js";
 import { monotonicNowNs } from "./maps/conntrack-map.js";
 import { ProgramName } from "./generated/bpf-types.js";
 import { IpAllocator } from "./ipam/allocator.js";
-import { parseCidr } from "./ipam/cidr.js";
 import { EndpointStore, type EndpointRecord } from "./endpoint/endpoint-store.js";
 import { PolicyEngine, type DesiredState } from "./reconcile/policy-engine.js";
 import { labelSetKey, type SecurityLabels } from "./identity/labels.js";
 import { DatapathSync } from "./reconcile/datapath-sync.js";
+import { DatapathApplier } from "./reconcile/apply-desired.js";
 import { fileIdentityStore } from "./identity/file-store.js";
-import type { ClusterSnapshot } from "./k8s/cluster-source.js";
+import { mergeClusterChanges, type ClusterChanges, type ClusterSnapshot } from "./k8s/cluster-source.js";
 import { FlowBuffer } from "./monitor/flow-buffer.js";
 import { decodeFlowEvent } from "./monitor/flow.js";
 import { NetlinkSocket, listAddresses, findLink } from "./netlink/index.js";
 import { AlreadyExistsError, type CreateEndpointParams } from "./api/agent-state.js";
+
+const NO_CHANGES: ClusterChanges = {
+  namespaces: { upserted: [], removed: [] },
+  pods: { upserted: [], removed: [] },
+  policies: { upserted: [], removed: [] },
+};
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), fileURLToPath(import.meta.url).includes("/dist/") ? "../.." : "..");
 
@@ -57,12 +63,22 @@ export class Daemon {
   /** Set by main.ts: the cluster source's description and whether it is connected. */
   source: { description: string; healthy(): boolean } | null = null;
   private readonly sync: DatapathSync;
+  private readonly applier: DatapathApplier;
+  /**
+   * What changed since the snapshot the engine last computed, merged over
+   * coalesced snapshots; valid only while every snapshot since then said
+   * what changed (otherwise the engine diffs everything, O(pods)).
+   */
+  private pendingChanges: ClusterChanges = NO_CHANGES;
+  private changesValid = false;
   private regenQueued = false;
   private regenChain: Promise<void> = Promise.resolve();
   private timers: NodeJS.Timeout[] = [];
   private events: EventsReader | null = null;
   private lostSeen = 0n;
   private resolver: IdentityResolver | null = null;
+  /** The last table the resolver returned (Kubernetes mode). */
+  private identityTable: ReadonlyMap<string, number> | null = null;
   private resolveRetryMs = 0;
   private resolveRetry: NodeJS.Timeout | null = null;
 
@@ -77,6 +93,7 @@ export class Daemon {
     readonly mode: AttachMode,
   ) {
     this.sync = new DatapathSync(maps);
+    this.applier = new DatapathApplier(this.sync);
   }
 
   /** Compile, load, restore endpoints. The caller then feeds snapshots. */
@@ -169,17 +186,31 @@ export class Daemon {
     this.engine.useExternalIdentities(new Map());
   }
 
-  /** Resolve every label set of the current state; on failure the previous table stays. */
+  /**
+   * Resolve every label set of the current state; on failure the previous
+   * table stays. When the label sets in use are exactly those of the last
+   * table, the resolver is not called at all.
+   */
   private async resolveIdentities(): Promise<void> {
     if (!this.resolver) return;
-    const sets = PolicyEngine.labelSetsOf({
-      namespaces: this.snapshot.namespaces,
-      pods: this.snapshot.pods,
-      endpoints: this.store.list().map((r) => ({ key: r.containerId, namespace: r.namespace, podName: r.podName, ips: [] })),
-    });
+    const records = this.store.list();
+    let byKey = this.changesValid ? this.engine.labelSetsAfter(this.pendingChanges, records) : null;
+    if (!byKey) {
+      const all = PolicyEngine.labelSetsOf({
+        namespaces: this.snapshot.namespaces,
+        pods: this.snapshot.pods,
+        endpoints: records.map((r) => ({ key: r.containerId, namespace: r.namespace, podName: r.podName, ips: [] })),
+      });
+      byKey = new Map(all.map((l) => [labelSetKey(l), l]));
+    }
+    const known = this.identityTable;
+    // Skip when all are known and none went out of use (the resolver's answer also tells identity GC what is in use).
+    if (known && known.size === byKey.size && [...byKey.keys()].every((k) => known.has(k))) return;
+    const sets = [...byKey.values()];
     let complete = false;
     try {
       const table = await this.resolver(sets);
+      this.identityTable = table;
       this.engine.useExternalIdentities(table);
       complete = sets.every((l) => table.has(labelSetKey(l)));
     } catch (e: unknown) {
@@ -203,6 +234,8 @@ export class Daemon {
   setSnapshot(s: ClusterSnapshot): void {
     for (const e of s.errors) this.log.warn({ source: e.source }, e.message);
     this.snapshot = s;
+    if (this.changesValid && s.changes) this.pendingChanges = mergeClusterChanges(this.pendingChanges, s.changes);
+    else this.changesValid = false;
     void this.regenerate("cluster state changed");
   }
 
@@ -224,9 +257,17 @@ export class Daemon {
     );
   }
 
-  /** Synchronous full recompute + minimal map writes. Never throws: failures are logged and kept in status. */
+  /**
+   * Synchronous recompute (incremental when the snapshots said what changed)
+   * and minimal map writes. Never throws: failures are logged and kept in status.
+   */
   regenerateNow(why: string): void {
     const records = this.store.list();
+    const changes = this.changesValid ? this.pendingChanges : undefined;
+    // Whatever happens below, the engine has now seen this snapshot (on
+    // failure it drops its state and rebuilds from the full input next time).
+    this.changesValid = true;
+    this.pendingChanges = NO_CHANGES;
     try {
       const desired = this.engine.compute({
         namespaces: this.snapshot.namespaces,
@@ -234,43 +275,19 @@ export class Daemon {
         policies: this.snapshot.policies,
         endpoints: records.map((r) => ({ key: r.containerId, namespace: r.namespace, podName: r.podName, ips: [r.ipv4, r.ipv6].filter((x): x is string => x !== null) })),
         hostIps: this.hostIps(),
-      });
-      const local = new Set(records.flatMap((r) => [r.ipv4 && `${parseCidr(`${r.ipv4}/32`).text}`, r.ipv6 && `${parseCidr(`${r.ipv6}/128`).text}`].filter((x): x is string => !!x)));
-      // ipcache first (peers learn new pods), then each endpoint's trie.
-      const ipc = this.syncIpcacheAdditions(desired, local);
-      let changed = 0;
-      const items = records.flatMap((record) => {
-        const ep = desired.endpoints.get(record.containerId);
-        return ep ? [{ record, identity: ep.identity, entries: ep.entries }] : [];
-      });
-      try {
-        // All changed tries in one outer-map batch: one RCU grace-period wait, not one per endpoint.
-        const r = this.sync.syncEndpoints(items);
-        changed = r.changed;
-        for (const f of r.failed) this.log.error({ containerId: f.record.containerId, err: f.error.message }, "endpoint policy not applied; previous policy stays");
-      } catch {
-        // Isolate the failing endpoint: one at a time, each keeps its previous policy on error.
-        for (const { record: r, identity, entries } of items) {
-          try {
-            if (this.sync.syncEndpoint(r, identity, entries)) changed++;
-          } catch (e: unknown) {
-            // Keep the previous policy in force (never "allow all"); say why.
-            this.log.error({ containerId: r.containerId, err: String(e) }, "endpoint policy not applied; previous policy stays");
-          }
-        }
-      }
+      }, changes);
+      const r = this.applier.apply(desired, records);
+      // An endpoint whose policy could not be written keeps its previous one (never "allow all").
+      for (const f of r.failed) this.log.error({ containerId: f.record.containerId, err: f.error.message }, "endpoint policy not applied; previous policy stays");
       this.desired = desired;
       this.regenerations++;
       this.lastRegenerateError = null;
-      this.log.debug({ why, ms: desired.computeMs.toFixed(2), changed, ipcache: ipc }, "regenerated");
+      this.log.debug({ why, ms: desired.computeMs.toFixed(2), full: r.full, tries: r.triesChanged, ipcacheWritten: r.ipcacheWritten, ipcacheDeleted: r.ipcacheDeleted }, "regenerated");
     } catch (e: unknown) {
+      this.applier.forceFull();
       this.lastRegenerateError = e instanceof Error ? e.message : String(e);
       this.log.error({ why, err: this.lastRegenerateError }, "regeneration failed; datapath keeps its previous state");
     }
-  }
-
-  private syncIpcacheAdditions(desired: DesiredState, local: ReadonlySet<string>): { written: number; deleted: number } {
-    return this.sync.syncIpcache(desired.ipcache, local);
   }
 
   /** CNI ADD: allocate, record, program, attach. Rolls back everything on failure. */

@@ -17,7 +17,7 @@
 // within cidr and outside the excepts (selector.ts); the except prefix itself
 // maps to its own identity, never to B's. Pod entries win an exact-prefix
 // tie: ipBlocks do not match pod IPs (see evaluator.ts).
-import { cidrContains, ipBytes, parseCidr, parseIp } from "../ipam/cidr.js";
+import { canonicalIpv4Bytes, cidrContains, ipBytes, parseCidr, parseIp } from "../ipam/cidr.js";
 import { ReservedIdentity } from "../identity/reserved.js";
 
 /** One ipcache trie entry: canonical prefix text -> identity. */
@@ -65,6 +65,10 @@ export function ipcacheLookup(entries: Iterable<IpcacheEntry>, ip: string): numb
 
 /** Network-order address bytes (4 or 16) and prefix length of a prefix text, e.g. for IpcacheMap. */
 export function ipPrefixOf(prefix: string): { addr: Uint8Array; prefixLen: number } {
+  if (prefix.endsWith("/32")) {
+    const addr = canonicalIpv4Bytes(prefix.slice(0, -3));
+    if (addr) return { addr, prefixLen: 32 };
+  }
   const c = parseCidr(prefix);
   return { addr: ipBytes(c.family, c.base), prefixLen: c.prefixLen };
 }

@@ -34,7 +34,7 @@ import { labelSetKey, parseLabelSetKey, securityLabelsOf, type SecurityLabels } 
 import { ReservedIdentity } from "../identity/reserved.js";
 import { compileEndpointPolicy, selectorKeysFor, trackPolicySelectors, untrackPolicySelectors, type NamedPort } from "../policy/compiler.js";
 import { ipcacheEntriesForIpBlock, type IpcacheEntry } from "../policy/ipcache.js";
-import { parseCidr } from "../ipam/cidr.js";
+import { isCanonicalIpv4, parseCidr } from "../ipam/cidr.js";
 import { PolicyDirection, PolicyPrefix, type PolicyEntry } from "../policy/policy-key.js";
 import { RuleRefTable } from "../policy/rule-ref.js";
 import { SelectorCache } from "../policy/selector.js";
@@ -90,8 +90,6 @@ export interface DesiredState {
 const podKey = (ns: string, name: string): string => `${ns}/${name}`;
 const hostPrefix = (ip: string): string => `${ip}/${ip.includes(":") ? 128 : 32}`;
 const HOST_OWNER = "\u0000host";
-const OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])";
-const CANONICAL_V4 = new RegExp(`^${OCTET}\\.${OCTET}\\.${OCTET}\\.${OCTET}$`);
 const CIDR_OWNER = "\u0000cidr";
 
 /** A pod's named ports, and a signature of the whole list (equal lists, equal signatures). */
@@ -457,7 +455,7 @@ export class PolicyEngine {
 
   /** Canonical host prefix of an address; dotted quads in canonical form skip the parser. */
   private hostPrefixOf(ip: string): string {
-    if (CANONICAL_V4.test(ip)) return `${ip}/32`;
+    if (isCanonicalIpv4(ip)) return `${ip}/32`;
     return this.canon(hostPrefix(ip));
   }
 

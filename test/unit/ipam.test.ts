@@ -4,7 +4,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { IpAllocator, IpamConflictError, IpamExhaustedError } from "../../agent/ipam/allocator.js";
-import { formatIp, parseCidr, parseIp } from "../../agent/ipam/cidr.js";
+import { canonicalIpv4Bytes, formatIp, formatIpBytes, ipBytes, isCanonicalIpv4, parseCidr, parseIp } from "../../agent/ipam/cidr.js";
 
 const dirs: string[] = [];
 function tmp(): string {
@@ -80,5 +80,19 @@ describe("IpAllocator", () => {
     expect(() => a.allocate("c2", "eth0", ["10.244.0.5"])).toThrow("already in use by container c1");
     expect(() => a.allocate("c3", "eth0", ["192.168.0.1"])).toThrow(/not inside any pod CIDR/);
     expect(a.byContainer("c2")).toEqual([]);
+  });
+});
+
+describe("canonical IPv4 fast path", () => {
+  it("accepts exactly the dotted quads parseIp formats back unchanged", () => {
+    for (const t of ["0.0.0.0", "10.244.1.2", "255.255.255.255", "192.0.2.10"]) {
+      expect(isCanonicalIpv4(t)).toBe(true);
+      expect(canonicalIpv4Bytes(t)).toEqual(ipBytes(4, parseIp(t).value));
+      expect(formatIpBytes(canonicalIpv4Bytes(t) as Uint8Array)).toBe(t);
+    }
+    for (const t of ["010.1.1.1", "256.1.1.1", "1.2.3", "1.2.3.4.5", "::1", "1.2.3.4 ", "a.b.c.d", ""]) {
+      expect(isCanonicalIpv4(t)).toBe(false);
+      expect(canonicalIpv4Bytes(t)).toBeNull();
+    }
   });
 });
