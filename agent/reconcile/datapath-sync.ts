@@ -19,7 +19,7 @@
 // prefixes go out in batch updates.
 import type { DatapathMaps } from "../maps/datapath-maps.js";
 import { TwillEndpointFlags, TwillIpcacheFlags, type EndpointInfo } from "../generated/bpf-types.js";
-import { formatIpBytes, parseIp, ipBytes } from "../ipam/cidr.js";
+import { formatIpBytes, isCanonicalIpv4, parseIp, ipBytes } from "../ipam/cidr.js";
 import { ipPrefixOf, type IpcacheEntry } from "../policy/ipcache.js";
 import { toBpfPolicyEntry, policyKeyText, type PolicyEntry } from "../policy/policy-key.js";
 import { ipcacheKey } from "../maps/ipcache-map.js";
@@ -164,8 +164,56 @@ export class DatapathSync {
     return { written: writes.length, deleted };
   }
 
+  /** The ipcache mirror, read from the map once (a restarted agent starts from the pinned contents). */
+  private ipcacheMirror(): Map<string, { identity: number; flags: number }> {
+    if (!this.appliedIpcache) {
+      const current = new Map<string, { identity: number; flags: number }>();
+      for (const [p, v] of this.maps.ipcache.entries()) current.set(prefixText(p.addr, p.prefixLen), v);
+      this.appliedIpcache = current;
+    }
+    return this.appliedIpcache;
+  }
+
+  /** Write ipcache entries (batched); returns how many differed from the map. */
+  upsertIpcache(entries: readonly { prefix: string; identity: number; local: boolean }[]): number {
+    const current = this.ipcacheMirror();
+    const writes: Array<readonly [IpcacheKey, BpfIpcacheEntry]> = [];
+    for (const e of entries) {
+      const text = this.canonicalPrefix(e.prefix);
+      const flags = e.local ? TwillIpcacheFlags.LOCAL : 0;
+      const cur = current.get(text);
+      if (cur && cur.identity === e.identity && cur.flags === flags) continue;
+      writes.push([ipcacheKey(ipPrefixOf(e.prefix)), { identity: e.identity, flags }]);
+      current.set(text, { identity: e.identity, flags });
+    }
+    try {
+      this.maps.ipcache.map.setMany(writes);
+    } catch (e: unknown) {
+      this.appliedIpcache = null; // unknown how far it got: re-read next time
+      throw e;
+    }
+    if (this.canonical.size > 2 * current.size + 1024) this.canonical.clear();
+    return writes.length;
+  }
+
+  /** Delete ipcache prefixes; returns how many were there. */
+  deleteIpcache(prefixes: readonly string[]): number {
+    const current = this.ipcacheMirror();
+    let deleted = 0;
+    for (const prefix of prefixes) {
+      const text = this.canonicalPrefix(prefix);
+      if (!current.has(text)) continue;
+      this.maps.ipcache.delete(ipPrefixOf(text));
+      current.delete(text);
+      deleted++;
+    }
+    return deleted;
+  }
+
   /** Prefix text as read back from the map; memoised, so an unchanged ipcache costs no parsing. */
   private canonicalPrefix(prefix: string): string {
+    // Host prefixes of canonical IPv4 addresses are canonical already (the common case by far).
+    if (prefix.endsWith("/32") && isCanonicalIpv4(prefix.slice(0, -3))) return prefix;
     let t = this.canonical.get(prefix);
     if (t === undefined) {
       const p = ipPrefixOf(prefix);
