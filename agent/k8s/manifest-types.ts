@@ -136,7 +136,9 @@ export function policyTypesOf(spec: NetworkPolicySpec): ReadonlySet<PolicyType> 
 
 /** The pod's IPs (status.podIPs, else status.podIP), deduplicated. */
 export function podIpsOf(pod: Pod): string[] {
-  const ips = (pod.status?.podIPs ?? []).map((p) => p.ip);
+  const list = pod.status?.podIPs;
+  if (!list || list.length === 0) return pod.status?.podIP ? [pod.status.podIP] : [];
+  const ips = list.map((p) => p.ip);
   if (pod.status?.podIP) ips.push(pod.status.podIP);
   return [...new Set(ips)];
 }

@@ -10,9 +10,11 @@
 //
 // API: `DatapathApplier` (`apply(desired, records)`, `forceFull()`).
 import type { EndpointRecord } from "../endpoint/endpoint-store.js";
-import { parseCidr } from "../ipam/cidr.js";
 import type { DatapathSync } from "./datapath-sync.js";
+import type { IpcacheChange } from "./ipcache-claims.js";
 import type { DesiredState } from "./policy-engine.js";
+
+const FULL_SYNC_CHUNK = 8192;
 
 /** What one apply() wrote. */
 export interface ApplyResult {
@@ -47,10 +49,17 @@ export class DatapathApplier {
     let ipcacheWritten = 0;
     let ipcacheDeleted = 0;
     if (full) {
-      const local = new Set(records.flatMap((r) => [r.ipv4 && parseCidr(`${r.ipv4}/32`).text, r.ipv6 && parseCidr(`${r.ipv6}/128`).text].filter((x): x is string => !!x)));
-      const r = this.sync.syncIpcache(desired.ipcache, local);
-      ipcacheWritten = r.written;
-      ipcacheDeleted = r.deleted;
+      // In chunks: 150k+ entries as one array of keys and values would be
+      // the agent's largest allocation.
+      let chunk: IpcacheChange[] = [];
+      for (const e of desired.ipcacheEntries()) {
+        chunk.push(e);
+        if (chunk.length === FULL_SYNC_CHUNK) {
+          ipcacheWritten += this.sync.upsertIpcache(chunk);
+          chunk = [];
+        }
+      }
+      ipcacheWritten += this.sync.upsertIpcache(chunk);
     } else {
       ipcacheWritten = this.sync.upsertIpcache(d.ipcache.upserts);
     }
@@ -82,7 +91,9 @@ export class DatapathApplier {
     const live = new Set(records.map((r) => r.containerId));
     for (const id of this.written.keys()) if (!live.has(id)) this.written.delete(id);
     for (const { record } of items) if (!this.retry.has(record.containerId)) this.written.set(record.containerId, record.hostIfindex);
-    if (!full) ipcacheDeleted = this.sync.deleteIpcache(d.ipcache.deletes);
+    // Deletions last: what the maps hold beyond the desired state (full), or the delta's.
+    const deletes = full ? this.sync.ipcachePrefixes().filter((p) => !desired.hasIpcachePrefix(p)) : d.ipcache.deletes;
+    ipcacheDeleted = this.sync.deleteIpcache(deletes);
     this.full = false;
     return { full, ipcacheWritten, ipcacheDeleted, triesChanged: changed, failed };
   }

@@ -62,7 +62,8 @@ export class DatapathSync {
   private readonly appliedPolicy = new Map<number, string>();
   private readonly appliedEndpoint = new Map<number, string>();
   /** Prefix text -> what twill_ipcache holds; null until read from the map once. */
-  private appliedIpcache: Map<string, { identity: number; flags: number }> | null = null;
+  /** Values packed as identity * 256 + flags: one number per prefix, not one object (150k+ of them). */
+  private appliedIpcache: Map<string, number> | null = null;
   /** Prefix text as given -> canonical text (what appliedIpcache is keyed by). */
   private readonly canonical = new Map<string, string>();
 
@@ -128,22 +129,17 @@ export class DatapathSync {
 
   /** Make twill_ipcache equal to `entries`; prefixes in `local` (as written in entries) get the LOCAL flag. */
   syncIpcache(entries: readonly IpcacheEntry[], local: ReadonlySet<string>): { written: number; deleted: number } {
-    let current = this.appliedIpcache;
-    if (!current) {
-      current = new Map();
-      for (const [p, v] of this.maps.ipcache.entries()) current.set(prefixText(p.addr, p.prefixLen), v);
-      this.appliedIpcache = current;
-    }
+    const current = this.ipcacheMirror();
     const writes: Array<readonly [IpcacheKey, BpfIpcacheEntry]> = [];
     const want = new Set<string>();
     for (const e of entries) {
       const text = this.canonicalPrefix(e.prefix);
       want.add(text);
       const flags = local.has(e.prefix) ? TwillIpcacheFlags.LOCAL : 0;
-      const cur = current.get(text);
-      if (cur && cur.identity === e.identity && cur.flags === flags) continue;
+      const packed = e.identity * 256 + flags;
+      if (current.get(text) === packed) continue;
       writes.push([ipcacheKey(ipPrefixOf(e.prefix)), { identity: e.identity, flags }]);
-      current.set(text, { identity: e.identity, flags });
+      current.set(text, packed);
     }
     try {
       this.maps.ipcache.map.setMany(writes);
@@ -165,13 +161,18 @@ export class DatapathSync {
   }
 
   /** The ipcache mirror, read from the map once (a restarted agent starts from the pinned contents). */
-  private ipcacheMirror(): Map<string, { identity: number; flags: number }> {
+  private ipcacheMirror(): Map<string, number> {
     if (!this.appliedIpcache) {
-      const current = new Map<string, { identity: number; flags: number }>();
-      for (const [p, v] of this.maps.ipcache.entries()) current.set(prefixText(p.addr, p.prefixLen), v);
+      const current = new Map<string, number>();
+      for (const [p, v] of this.maps.ipcache.entries()) current.set(prefixText(p.addr, p.prefixLen), v.identity * 256 + v.flags);
       this.appliedIpcache = current;
     }
     return this.appliedIpcache;
+  }
+
+  /** Prefixes twill_ipcache holds (canonical texts), as last written or read. */
+  ipcachePrefixes(): string[] {
+    return [...this.ipcacheMirror().keys()];
   }
 
   /** Write ipcache entries (batched); returns how many differed from the map. */
@@ -181,10 +182,10 @@ export class DatapathSync {
     for (const e of entries) {
       const text = this.canonicalPrefix(e.prefix);
       const flags = e.local ? TwillIpcacheFlags.LOCAL : 0;
-      const cur = current.get(text);
-      if (cur && cur.identity === e.identity && cur.flags === flags) continue;
+      const packed = e.identity * 256 + flags;
+      if (current.get(text) === packed) continue;
       writes.push([ipcacheKey(ipPrefixOf(e.prefix)), { identity: e.identity, flags }]);
-      current.set(text, { identity: e.identity, flags });
+      current.set(text, packed);
     }
     try {
       this.maps.ipcache.map.setMany(writes);

@@ -58,6 +58,8 @@ export class IpcacheClaims {
   private readonly claims = new Map<string, Claim | Claim[]>();
   /** Prefix -> entry in force when the batch started (null: none), for prefixes touched in this batch. */
   private touched = new Map<string, Packed | null>();
+  /** Off while the table is built from scratch: nobody wants a 100k-entry delta then. */
+  private recording = true;
 
   /** Number of prefixes with an entry in force. */
   get size(): number {
@@ -65,7 +67,7 @@ export class IpcacheClaims {
   }
 
   private before(prefix: string, current: Claim | Claim[] | undefined): void {
-    if (this.touched.has(prefix)) return;
+    if (!this.recording || this.touched.has(prefix)) return;
     const w = current === undefined ? undefined : winner(current);
     this.touched.set(prefix, w ? pack(w) : null);
   }
@@ -104,6 +106,11 @@ export class IpcacheClaims {
     else this.claims.set(prefix, list.length === 1 ? (list[0] as Claim) : list);
   }
 
+  /** Whether a prefix has an entry in force. */
+  has(prefix: string): boolean {
+    return this.claims.has(prefix);
+  }
+
   /** Every entry in force (canonical prefix texts). */
   *entries(): Iterable<IpcacheChange> {
     for (const [prefix, claims] of this.claims) {
@@ -112,8 +119,15 @@ export class IpcacheClaims {
     }
   }
 
-  /** The changes of the entries in force since the last call. */
+  /** Stop recording changes until the next takeDelta(), which then reports none (for a build from scratch). */
+  pauseDelta(): void {
+    this.recording = false;
+    this.touched = new Map();
+  }
+
+  /** The changes of the entries in force since the last call (or since pauseDelta(): none). */
   takeDelta(): IpcacheDelta {
+    this.recording = true;
     const upserts: IpcacheChange[] = [];
     const deletes: string[] = [];
     for (const [prefix, was] of this.touched) {

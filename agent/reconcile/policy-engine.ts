@@ -69,6 +69,7 @@ export interface EndpointPolicy {
 
 /** What differs from the previous compute. */
 export interface EngineDelta {
+  /** Empty when `full`. */
   readonly ipcache: IpcacheDelta;
   /** Keys of endpoints whose identity or entries changed, or that have no policy any more. */
   readonly endpoints: readonly string[];
@@ -81,6 +82,10 @@ export interface DesiredState {
   /** Every ipcache entry in force (built on each access: prefer `delta` and `ipcacheSize`). */
   readonly ipcache: readonly IpcacheEntry[];
   readonly ipcacheSize: number;
+  /** Every ipcache entry in force with its local flag, without building one big array. */
+  ipcacheEntries(): Iterable<IpcacheChange>;
+  /** Whether a (canonical) prefix has an entry in force. */
+  hasIpcachePrefix(prefix: string): boolean;
   readonly endpoints: ReadonlyMap<string, EndpointPolicy>;
   readonly ruleRefs: RuleRefTable;
   readonly computeMs: number;
@@ -101,6 +106,7 @@ interface PortSet {
 const NO_PORTS: PortSet = { ports: [], sig: "" };
 /** By spec object: pods of one template often share it, and a changed pod brings a new one. */
 const portSetMemo = new WeakMap<object, PortSet>();
+const portSetIntern = new Map<string, PortSet>();
 
 const portSig = (np: NamedPort): string => `${np.name}/${np.protocol}/${np.port}`;
 
@@ -111,7 +117,13 @@ function portSetOf(p: Pod | null): PortSet {
     const ports = p.spec.containers.flatMap((c) =>
       (c.ports ?? []).flatMap((cp) => (cp.name ? [{ name: cp.name, port: cp.containerPort, protocol: cp.protocol ?? "TCP" }] : [])),
     );
-    ps = ports.length === 0 ? NO_PORTS : { ports, sig: ports.map(portSig).join(",") };
+    const sig = ports.map(portSig).join(",");
+    // Interned by signature: pods of one template share one PortSet however their specs were parsed.
+    ps = ports.length === 0 ? NO_PORTS : (portSetIntern.get(sig) ?? { ports, sig });
+    if (ps !== NO_PORTS && !portSetIntern.has(sig)) {
+      if (portSetIntern.size > 10_000) portSetIntern.clear();
+      portSetIntern.set(sig, ps);
+    }
     portSetMemo.set(p.spec, ps);
   }
   return ps;
@@ -138,7 +150,8 @@ interface LabelGroup {
   readonly key: string;
   readonly labels: SecurityLabels;
   identity: number | null;
-  readonly members: Set<string>;
+  /** How many members the group has. */
+  size: number;
   /** Named port lists of the members, counted by signature. */
   readonly portSets: Map<string, { set: PortSet; count: number }>;
 }
@@ -147,8 +160,11 @@ interface LabelGroup {
 interface Member {
   readonly key: string;
   readonly namespace: string;
+  /** The Pod object (null: a local endpoint without one). */
+  readonly pod: Pod | null;
   readonly group: LabelGroup;
-  readonly prefixes: readonly string[];
+  /** Canonical host prefixes of its addresses: one string for the usual single address. */
+  readonly prefixes: string | readonly string[];
   readonly portSet: PortSet;
   readonly rank: number;
   /** Identity its prefixes are claimed with (null: unresolved, no claim). */
@@ -174,7 +190,6 @@ interface EndpointDeps {
 class EngineState {
   readonly nsLabels = new Map<string, LabelMap>();
   readonly namespaceObjs = new Map<string, Namespace>();
-  readonly pods = new Map<string, Pod>();
   readonly endpoints = new Map<string, EngineEndpoint>();
   /** podKey -> keys of its endpoints (usually one; two while a sandbox is replaced). */
   readonly localByPod = new Map<string, Set<string>>();
@@ -200,6 +215,8 @@ class EngineState {
 /** Per-compute bookkeeping. */
 interface Batch {
   readonly dirtyMembers: Set<string>;
+  /** Pods set or removed (null) in this batch, not yet applied to their members. */
+  readonly pods: Map<string, Pod | null>;
   readonly dirtyEndpoints: Set<string>;
   readonly emptied: Set<LabelGroup>;
   readonly changedEndpoints: Set<string>;
@@ -291,7 +308,9 @@ export class PolicyEngine {
     const full = this.state === null;
     const st = this.state ?? new EngineState();
     this.state = st;
-    const batch: Batch = { dirtyMembers: new Set(), dirtyEndpoints: new Set(), emptied: new Set(), changedEndpoints: new Set() };
+    // A rebuild is synced in full (delta.full): no per-prefix delta to keep.
+    if (full) st.claims.pauseDelta();
+    const batch: Batch = { dirtyMembers: new Set(), pods: new Map(), dirtyEndpoints: new Set(), emptied: new Set(), changedEndpoints: new Set() };
     try {
       if (changes && !full) this.applyChanges(st, batch, changes);
       else this.diffAll(st, batch, input);
@@ -299,11 +318,14 @@ export class PolicyEngine {
       if (st.external !== this.external) {
         const wasLocal = st.external === null;
         st.external = this.external;
-        for (const g of st.groups.values()) this.renumberGroup(st, batch, g, wasLocal);
+        const renumbered = new Set<LabelGroup>();
+        for (const g of st.groups.values()) if (this.renumberGroup(st, batch, g, wasLocal)) renumbered.add(g);
+        // Their members re-claim their addresses with the new numbers.
+        if (renumbered.size > 0) for (const m of st.members.values()) if (renumbered.has(m.group)) batch.dirtyMembers.add(m.key);
       }
       for (const k of batch.dirtyMembers) this.refreshMember(st, batch, k);
       this.diffHostIps(st, input.hostIps);
-      for (const g of batch.emptied) if (g.members.size === 0) this.dropGroup(st, batch, g);
+      for (const g of batch.emptied) if (g.size === 0) this.dropGroup(st, batch, g);
       for (const k of batch.dirtyEndpoints) this.recompile(st, batch, k);
       for (const n of this.heldAfterDrop.labels) this.identities.release(n);
       for (const n of this.heldAfterDrop.cidr) this.cidrIdentities.release(n);
@@ -324,6 +346,8 @@ export class PolicyEngine {
         return [...claims.entries()].map((e) => ({ prefix: e.prefix, identity: e.identity }));
       },
       ipcacheSize: claims.size,
+      ipcacheEntries: () => claims.entries(),
+      hasIpcachePrefix: (p: string) => claims.has(p),
       endpoints: st.compiled,
       ruleRefs: this.ruleRefs,
       computeMs: performance.now() - t0,
@@ -350,7 +374,7 @@ export class PolicyEngine {
     const removed = new Set(changes.pods.removed);
     for (const e of endpoints) {
       const k = podKey(e.namespace, e.podName);
-      if (!st.pods.has(k) || removed.has(k)) add(e.namespace, {});
+      if (!st.members.get(k)?.pod || removed.has(k)) add(e.namespace, {});
     }
     return out;
   }
@@ -394,9 +418,9 @@ export class PolicyEngine {
     for (const p of input.pods) {
       const k = podKey(p.metadata.namespace, p.metadata.name);
       seenPods.add(k);
-      if (st.pods.get(k) !== p) this.setPod(st, batch, k, p);
+      if (st.members.get(k)?.pod !== p) this.setPod(st, batch, k, p);
     }
-    for (const k of [...st.pods.keys()]) if (!seenPods.has(k)) this.setPod(st, batch, k, null);
+    for (const m of st.members.values()) if (m.pod && !seenPods.has(m.key)) this.setPod(st, batch, m.key, null);
     const seenPol = new Set<string>();
     for (const p of input.policies) {
       const k = podKey(p.metadata.namespace, p.metadata.name);
@@ -422,8 +446,8 @@ export class PolicyEngine {
   }
 
   private setPod(st: EngineState, batch: Batch, key: string, pod: Pod | null): void {
-    if (pod) st.pods.set(key, pod);
-    else if (!st.pods.delete(key)) return;
+    if (!pod && !st.members.get(key)?.pod && !batch.pods.get(key)) return;
+    batch.pods.set(key, pod);
     batch.dirtyMembers.add(key);
   }
 
@@ -490,7 +514,8 @@ export class PolicyEngine {
   /** Re-derive one member from its pod, endpoint and namespace; apply what moved. */
   private refreshMember(st: EngineState, batch: Batch, key: string): void {
     const old = st.members.get(key);
-    const pod = st.pods.get(key) ?? null;
+    const pending = batch.pods.get(key);
+    const pod = pending !== undefined ? pending : (old?.pod ?? null);
     // With several endpoints under one pod name, the smallest key speaks for the addresses.
     let epKey: string | undefined;
     for (const k of st.localByPod.get(key) ?? []) {
@@ -507,21 +532,22 @@ export class PolicyEngine {
     // A local pod's addresses come from its endpoint (the CNI result), not
     // from the manifest, which in standalone mode has no status.
     const ips = ep ? ep.ips : podIpsOf(pod as Pod);
-    const prefixes = ips.map((ip) => this.hostPrefixOf(ip));
+    const prefixes = ips.length === 1 ? this.hostPrefixOf(ips[0] as string) : ips.map((ip) => this.hostPrefixOf(ip));
     const portSet = portSetOf(pod);
     const rank = ep ? ClaimRank.LOCAL_ENDPOINT : ClaimRank.POD;
-    if (old && old.group.key === groupKey && old.rank === rank && sameList(old.prefixes, prefixes) && old.claimedAs === old.group.identity
+    if (old && old.group.key === groupKey && old.rank === rank && samePrefixes(old.prefixes, prefixes) && old.claimedAs === old.group.identity
       && old.portSet.sig === portSet.sig) {
+      if (old.pod !== pod) st.members.set(key, { ...old, pod });
       return;
     }
     if (old) this.removeMember(st, batch, old);
     let group = st.groups.get(groupKey);
     if (!group) {
-      group = { key: groupKey, labels, identity: null, members: new Set(), portSets: new Map() };
+      group = { key: groupKey, labels, identity: null, size: 0, portSets: new Map() };
       st.groups.set(groupKey, group);
       this.numberGroup(st, batch, group);
     }
-    group.members.add(key);
+    group.size++;
     batch.emptied.delete(group);
     if (portSet !== NO_PORTS) {
       const cur = group.portSets.get(portSet.sig);
@@ -531,25 +557,25 @@ export class PolicyEngine {
         this.portsChanged(st, batch, group);
       }
     }
-    const m: Member = { key, namespace, group, prefixes, portSet, rank, claimedAs: group.identity };
+    const m: Member = { key, namespace, pod, group, prefixes, portSet, rank, claimedAs: group.identity };
     st.members.set(key, m);
     addToIndex(st.membersByNs, namespace, key);
-    if (m.claimedAs !== null) for (const p of prefixes) st.claims.claim(p, key, rank, m.claimedAs);
+    if (m.claimedAs !== null) for (const p of prefixList(prefixes)) st.claims.claim(p, key, rank, m.claimedAs);
   }
 
   private removeMember(st: EngineState, batch: Batch, m: Member): void {
     st.members.delete(m.key);
     removeFromIndex(st.membersByNs, m.namespace, m.key);
-    if (m.claimedAs !== null) for (const p of m.prefixes) st.claims.unclaim(p, m.key);
+    if (m.claimedAs !== null) for (const p of prefixList(m.prefixes)) st.claims.unclaim(p, m.key);
     const g = m.group;
-    g.members.delete(m.key);
+    g.size--;
     const cur = m.portSet === NO_PORTS ? undefined : g.portSets.get(m.portSet.sig);
     if (cur && --cur.count === 0) {
       g.portSets.delete(m.portSet.sig);
       this.portsChanged(st, batch, g);
     }
     // Dropped at the end of the batch, so a member moving back keeps the number.
-    if (g.members.size === 0) batch.emptied.add(g);
+    if (g.size === 0) batch.emptied.add(g);
   }
 
   /** Give a new group its number and tell the selector cache. */
@@ -577,11 +603,11 @@ export class PolicyEngine {
   }
 
   /** The identity mode or external table changed: take the group's new number and re-claim its members' addresses. */
-  private renumberGroup(st: EngineState, batch: Batch, g: LabelGroup, wasLocal: boolean): void {
-    if (!wasLocal && st.external && (st.external.get(g.key) ?? null) === g.identity) return;
+  private renumberGroup(st: EngineState, batch: Batch, g: LabelGroup, wasLocal: boolean): boolean {
+    if (!wasLocal && st.external && (st.external.get(g.key) ?? null) === g.identity) return false;
     this.unnumberGroup(st, batch, g, wasLocal);
     this.numberGroup(st, batch, g);
-    for (const k of g.members) batch.dirtyMembers.add(k);
+    return true;
   }
 
   private portsChanged(st: EngineState, batch: Batch, g: LabelGroup): void {
@@ -691,11 +717,17 @@ export class PolicyEngine {
     const selectors = selectorKeysFor(local, policies);
     const remoteNamedPorts = policies.some((p) => (p.spec.egress ?? []).some((r) => (r.ports ?? []).some((x) => typeof x.port === "string")));
     this.setDeps(st, key, { selectors, remoteNamedPorts });
-    const next: EndpointPolicy = { identity, labels: m.group.labels, podKnown: st.pods.has(m.key), entries };
+    const next: EndpointPolicy = { identity, labels: m.group.labels, podKnown: m.pod !== null, entries };
     const prev = st.compiled.get(key);
     st.compiled.set(key, next);
     if (!prev || !sameEndpointPolicy(prev, next)) batch.changedEndpoints.add(key);
   }
+}
+
+const prefixList = (p: string | readonly string[]): readonly string[] => (typeof p === "string" ? [p] : p);
+
+function samePrefixes(a: string | readonly string[], b: string | readonly string[]): boolean {
+  return typeof a === "string" || typeof b === "string" ? a === b : sameList(a, b);
 }
 
 /** The union of a group's named ports (what egress named ports resolve against). */

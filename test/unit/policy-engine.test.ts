@@ -110,7 +110,11 @@ describe("incremental policy engine", () => {
           expect(normalise(hinted, d)).toEqual(want);
           expect(normalise(diffing, e)).toEqual(want);
           // Deltas applied to mirrors give the full state.
-          if (d.delta.full) ipcacheMirror.clear();
+          if (d.delta.full) {
+            expect(d.delta.ipcache.upserts).toEqual([]);
+            ipcacheMirror.clear();
+            for (const x of d.ipcache) ipcacheMirror.set(x.prefix, `${x.identity}`);
+          }
           for (const u of d.delta.ipcache.upserts) ipcacheMirror.set(u.prefix, `${u.identity}`);
           for (const p of d.delta.ipcache.deletes) ipcacheMirror.delete(p);
           expect([...ipcacheMirror].map(([p, n]) => `${p} ${n}`).sort()).toEqual(d.ipcache.map((x) => `${x.prefix} ${x.identity}`).sort());
@@ -167,6 +171,7 @@ describe("incremental policy engine", () => {
     const endpoints = [{ key: "c-d", namespace: "prod", podName: "d", ips: ["10.244.1.2"] }];
     const first = engine.compute({ namespaces: [ns], pods: [web, db], policies: [pol], endpoints, hostIps: [] });
     expect(first.delta.full).toBe(true);
+    expect(first.ipcacheSize).toBe(2);
     const dbIdentity = first.endpoints.get("c-d")?.identity;
     const other = pod("x", "web", "10.244.1.3");
     const d = engine.compute({ namespaces: [ns], pods: [web, db, other], policies: [pol], endpoints, hostIps: [] }, {
