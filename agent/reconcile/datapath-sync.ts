@@ -22,9 +22,9 @@ import { TwillEndpointFlags, TwillIpcacheFlags, type EndpointInfo } from "../gen
 import { formatIpBytes, isCanonicalIpv4, parseIp, ipBytes } from "../ipam/cidr.js";
 import { ipPrefixOf, type IpcacheEntry } from "../policy/ipcache.js";
 import { toBpfPolicyEntry, policyKeyText, type PolicyEntry } from "../policy/policy-key.js";
-import { ipcacheKey } from "../maps/ipcache-map.js";
+import { encodeIpv4HostKeyInto, ipcacheKey } from "../maps/ipcache-map.js";
 import { PolicyTooLargeError } from "../maps/policy-map.js";
-import { MAP_SPECS, MapName, type IpcacheEntry as BpfIpcacheEntry, type IpcacheKey } from "../generated/bpf-types.js";
+import { MAP_SPECS, MapName, IpcacheEntry as IpcacheEntryCodec, IpcacheKey as IpcacheKeyCodec, type IpcacheEntry as BpfIpcacheEntry, type IpcacheKey } from "../generated/bpf-types.js";
 import type { EndpointRecord } from "../endpoint/endpoint-store.js";
 
 function macBytes(mac: string): Uint8Array {
@@ -175,26 +175,42 @@ export class DatapathSync {
     return [...this.ipcacheMirror().keys()];
   }
 
-  /** Write ipcache entries (batched); returns how many differed from the map. */
+  /**
+   * Write ipcache entries (one batch); returns how many differed from the
+   * map. Keys and values are encoded straight into the batch buffers: a full
+   * sync passes 100k+ entries through here.
+   */
   upsertIpcache(entries: readonly { prefix: string; identity: number; local: boolean }[]): number {
     const current = this.ipcacheMirror();
-    const writes: Array<readonly [IpcacheKey, BpfIpcacheEntry]> = [];
+    const keys = new Uint8Array(IpcacheKeyCodec.SIZE * entries.length);
+    const values = new Uint8Array(IpcacheEntryCodec.SIZE * entries.length);
+    const kv = new DataView(keys.buffer);
+    const vv = new DataView(values.buffer);
+    let n = 0;
     for (const e of entries) {
-      const text = this.canonicalPrefix(e.prefix);
       const flags = e.local ? TwillIpcacheFlags.LOCAL : 0;
       const packed = e.identity * 256 + flags;
-      if (current.get(text) === packed) continue;
-      writes.push([ipcacheKey(ipPrefixOf(e.prefix)), { identity: e.identity, flags }]);
+      const at = n * IpcacheKeyCodec.SIZE;
+      // A canonical IPv4 host prefix is its own canonical text.
+      let text = e.prefix;
+      if (!encodeIpv4HostKeyInto(text, kv, at)) {
+        text = this.canonicalPrefix(e.prefix);
+        if (current.get(text) === packed) continue;
+        IpcacheKeyCodec.encodeInto(ipcacheKey(ipPrefixOf(text)), kv, at);
+      } else if (current.get(text) === packed) continue;
+      vv.setUint32(n * IpcacheEntryCodec.SIZE, e.identity, true);
+      vv.setUint32(n * IpcacheEntryCodec.SIZE + 4, flags, true);
       current.set(text, packed);
+      n++;
     }
     try {
-      this.maps.ipcache.map.setMany(writes);
+      this.maps.ipcache.map.setEncoded(keys, values, n);
     } catch (e: unknown) {
       this.appliedIpcache = null; // unknown how far it got: re-read next time
       throw e;
     }
     if (this.canonical.size > 2 * current.size + 1024) this.canonical.clear();
-    return writes.length;
+    return n;
   }
 
   /** Delete ipcache prefixes; returns how many were there. */

@@ -4,6 +4,9 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { IpAllocator, IpamConflictError, IpamExhaustedError } from "../../agent/ipam/allocator.js";
+import { encodeIpv4HostKeyInto, ipcacheKey } from "../../agent/maps/ipcache-map.js";
+import { ipPrefixOf } from "../../agent/policy/ipcache.js";
+import { IpcacheKey } from "../../agent/generated/bpf-types.js";
 import { canonicalIpv4Bytes, formatIp, formatIpBytes, ipBytes, isCanonicalIpv4, parseCidr, parseIp } from "../../agent/ipam/cidr.js";
 
 const dirs: string[] = [];
@@ -93,6 +96,24 @@ describe("canonical IPv4 fast path", () => {
     for (const t of ["010.1.1.1", "256.1.1.1", "1.2.3", "1.2.3.4.5", "::1", "1.2.3.4 ", "a.b.c.d", ""]) {
       expect(isCanonicalIpv4(t)).toBe(false);
       expect(canonicalIpv4Bytes(t)).toBeNull();
+    }
+  });
+});
+
+describe("allocation-free IPv4 ipcache key encoding", () => {
+  it("writes exactly what ipcacheKey + the codec write, and refuses everything else", () => {
+    const a = new DataView(new ArrayBuffer(24));
+    const b = new DataView(new ArrayBuffer(24));
+    for (const ip of ["0.0.0.0", "10.244.1.2", "255.255.255.255", "192.0.2.10", "1.22.100.9"]) {
+      new Uint8Array(a.buffer).fill(0xaa);
+      expect(encodeIpv4HostKeyInto(`${ip}/32`, a, 0)).toBe(true);
+      IpcacheKey.encodeInto(ipcacheKey(ipPrefixOf(`${ip}/32`)), b, 0);
+      expect(new Uint8Array(a.buffer)).toEqual(new Uint8Array(b.buffer));
+    }
+    for (const t of ["10.0.0.0/24", "010.1.1.1/32", "256.1.1.1/32", "1.2.3/32", "1.2.3.4.5/32", "::1/128", "1.2.3.4/3", "a.b.c.d/32", "1..2.3/32", "/32", "1.2.3.4/320"]) {
+      new Uint8Array(a.buffer).fill(0xaa);
+      expect(encodeIpv4HostKeyInto(t, a, 0), t).toBe(false);
+      expect(new Uint8Array(a.buffer).every((x) => x === 0xaa)).toBe(true);
     }
   });
 });
