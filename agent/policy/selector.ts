@@ -196,11 +196,15 @@ export class SelectorCache {
     return true;
   }
 
-  /** The selectors that could select an identity of `source`. */
-  private candidates(source: IdentitySource): Iterable<string> {
-    if (source.kind === "cidr") return this.cidrSelectors;
+  /** The selectors that could select an identity of `source` (each once: the sets are disjoint). */
+  private *candidates(source: IdentitySource): Iterable<string> {
+    if (source.kind === "cidr") {
+      yield* this.cidrSelectors;
+      return;
+    }
+    yield* this.unboundSelectors;
     const bound = this.selectorsByNs.get(source.labels.namespace);
-    return bound ? [...this.unboundSelectors, ...bound] : this.unboundSelectors;
+    if (bound) yield* bound;
   }
 
   /** Add or replace an identity; returns the keys of selectors whose selection changed. */
@@ -209,8 +213,8 @@ export class SelectorCache {
     if (old?.kind === "labels") removeFromIndex(this.identitiesByNs, old.labels.namespace, identity);
     this.identities.set(identity, source);
     if (source.kind === "labels") addToIndex(this.identitiesByNs, source.labels.namespace, identity);
-    const keys = new Set(this.candidates(source));
-    if (old) for (const k of this.candidates(old)) keys.add(k);
+    // A replaced identity may leave selectors the new source cannot reach.
+    const keys: Iterable<string> = old ? new Set([...this.candidates(source), ...this.candidates(old)]) : this.candidates(source);
     const changed: string[] = [];
     for (const key of keys) {
       const s = this.selectors.get(key);

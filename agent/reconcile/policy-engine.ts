@@ -414,13 +414,14 @@ export class PolicyEngine {
       if (st.namespaceObjs.get(n.metadata.name) !== n) this.setNamespace(st, batch, n.metadata.name, n);
     }
     for (const name of [...st.namespaceObjs.keys()]) if (!seenNs.has(name)) this.setNamespace(st, batch, name, null);
-    const seenPods = new Set<string>();
+    // From nothing (the usual full diff) there is nothing to remove: skip the 100k-entry "seen" set.
+    const seenPods = st.members.size > 0 ? new Set<string>() : null;
     for (const p of input.pods) {
       const k = podKey(p.metadata.namespace, p.metadata.name);
-      seenPods.add(k);
+      seenPods?.add(k);
       if (st.members.get(k)?.pod !== p) this.setPod(st, batch, k, p);
     }
-    for (const m of st.members.values()) if (m.pod && !seenPods.has(m.key)) this.setPod(st, batch, m.key, null);
+    if (seenPods) for (const m of st.members.values()) if (m.pod && !seenPods.has(m.key)) this.setPod(st, batch, m.key, null);
     const seenPol = new Set<string>();
     for (const p of input.policies) {
       const k = podKey(p.metadata.namespace, p.metadata.name);
