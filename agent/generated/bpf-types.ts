@@ -453,6 +453,29 @@ export const PolicyKey: Codec<PolicyKey> = {
   },
 };
 
+/** struct policy_slot (4 bytes). */
+export interface PolicySlot {
+  slot: number;
+}
+/** Codec of struct policy_slot. */
+export const PolicySlot: Codec<PolicySlot> = {
+  SIZE: 4,
+  encodeInto(v: PolicySlot, view: DataView, offset = 0): void {
+    view.setUint32(offset + 0, v.slot, true);
+  },
+  encode(v: PolicySlot): Uint8Array {
+    const out = new Uint8Array(4);
+    this.encodeInto(v, new DataView(out.buffer), 0);
+    return out;
+  },
+  decode(bytes: Uint8Array, offset = 0): PolicySlot {
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    return {
+      slot: view.getUint32(offset + 0, true),
+    };
+  },
+};
+
 /** enum twill_direction (members without the "TWILL_DIR_" prefix). */
 export const TwillDirection = {
   FROM_POD: 0,
@@ -634,6 +657,7 @@ export function twillPolicyLpmName(value: number): string {
  *   twill_lxc: LxcKey -> EndpointInfo
  *   twill_ipcache: IpcacheKey -> IpcacheEntry
  *   twill_policy: u32 -> map<PolicyKey -> PolicyEntry>
+ *   twill_policy_slot: u32 -> PolicySlot
  *   twill_ct4: CtKey4 -> CtEntry
  *   twill_ct6: CtKey6 -> CtEntry
  *   twill_metrics: u32 -> MetricsValue
@@ -645,6 +669,7 @@ export const MapName = {
   lxc: "twill_lxc",
   ipcache: "twill_ipcache",
   policy: "twill_policy",
+  policySlot: "twill_policy_slot",
   ct4: "twill_ct4",
   ct6: "twill_ct6",
   metrics: "twill_metrics",
@@ -657,8 +682,9 @@ export const MAP_SPECS: Readonly<Record<string, { readonly type: number; readonl
   "twill_endpoints": { type: 1, maxEntries: 4096, flags: 0 },
   "twill_lxc": { type: 1, maxEntries: 8192, flags: 0 },
   "twill_ipcache": { type: 11, maxEntries: 524288, flags: 1 },
-  "twill_policy": { type: 13, maxEntries: 4096, flags: 0 },
+  "twill_policy": { type: 13, maxEntries: 8192, flags: 0 },
   "twill_policy.inner": { type: 11, maxEntries: 16384, flags: 1 },
+  "twill_policy_slot": { type: 1, maxEntries: 4096, flags: 0 },
   "twill_ct4": { type: 9, maxEntries: 262144, flags: 0 },
   "twill_ct6": { type: 9, maxEntries: 262144, flags: 0 },
   "twill_metrics": { type: 6, maxEntries: 64, flags: 0 },
@@ -691,4 +717,5 @@ export const STRUCT_LAYOUTS: Readonly<Record<string, { readonly size: number; re
   metrics_value: { size: 16, fields: [["packets", 0, 8], ["bytes", 8, 8]] },
   policy_entry: { size: 8, fields: [["rule_ref", 0, 4], ["flags", 4, 4]] },
   policy_key: { size: 12, fields: [["prefixlen", 0, 4], ["identity", 4, 4], ["direction", 8, 1], ["protocol", 9, 1], ["dport", 10, 2]] },
+  policy_slot: { size: 4, fields: [["slot", 0, 4]] },
 };

@@ -38,7 +38,7 @@ export function openDatapathMaps(source: MapSource): DatapathMaps {
     endpoints: openEndpointMap(source.mapFd(MapName.endpoints)),
     lxc: new LxcMap(source.mapFd(MapName.lxc)),
     ipcache: new IpcacheMap(source.mapFd(MapName.ipcache)),
-    policy: new PolicyMap(source.mapFd(MapName.policy), source.btfTypeIds("policy_key", "policy_entry")),
+    policy: new PolicyMap(source.mapFd(MapName.policy), source.mapFd(MapName.policySlot), source.btfTypeIds("policy_key", "policy_entry")),
     ct4: openCt4(source.mapFd(MapName.ct4)),
     ct6: openCt6(source.mapFd(MapName.ct6)),
     metrics: new MetricsMap(source.mapFd(MapName.metrics), source.mapFd(MapName.evLost)),

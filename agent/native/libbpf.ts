@@ -169,6 +169,9 @@ const f = {
   numCpus: libbpf.func("int libbpf_num_possible_cpus(void)"),
   vsnprintf: libc.func("int vsnprintf(_Out_ uint8_t *buf, size_t n, const char *fmt, void *ap)"),
   close: libc.func("int close(int fd)"),
+  // syscall(2) is variadic; declared with fixed integer arguments so koffi can
+  // run it on a worker thread (.async); the x86-64/arm64 ABIs pass them alike.
+  membarrier: libc.func("long syscall(long number, int cmd, unsigned int flags, int cpu)"),
   ifNameToIndex: libc.func("unsigned int if_nametoindex(const char *name)"),
 };
 
@@ -609,6 +612,27 @@ export function mapFdById(id: number): number {
 /** Close an fd returned by this module. */
 export function closeFd(fd: number): void {
   if (fd >= 0) f.close(fd);
+}
+
+const SYS_MEMBARRIER = process.arch === "arm64" ? 283 : 324;
+const MEMBARRIER_CMD_GLOBAL = 1;
+
+/**
+ * Wait until every BPF program running now has finished: membarrier(GLOBAL)
+ * waits for an RCU grace period (synchronize_rcu), and tc programs run
+ * inside RCU read-side sections. 5-20 ms; blocks the calling thread.
+ */
+export function rcuBarrier(): void {
+  if ((f.membarrier(SYS_MEMBARRIER, MEMBARRIER_CMD_GLOBAL, 0, 0) as number) < 0) throw bpfError("membarrier", koffi.errno(), "");
+}
+
+/** rcuBarrier on a worker thread; `done` runs on the JS thread afterwards. */
+export function rcuBarrierAsync(done: (err: Error | null) => void): void {
+  (f.membarrier as unknown as { async: (...a: unknown[]) => void }).async(SYS_MEMBARRIER, MEMBARRIER_CMD_GLOBAL, 0, 0, (err: unknown, res: unknown) => {
+    if (err) done(err instanceof Error ? err : new Error(String(err)));
+    else if (typeof res === "number" && res < 0) done(new Error(`membarrier: errno ${koffi.errno()}`));
+    else done(null);
+  });
 }
 
 /** Interface index by name, or null. */

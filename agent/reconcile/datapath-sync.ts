@@ -4,14 +4,15 @@
 // Order matters for the "no wrong verdict in between" guarantee:
 //   1. ipcache additions and changes, then endpoint entries (a new pod is
 //      known to its peers before it is attached);
-//   2. each endpoint's policy trie is replaced as a whole through one
-//      twill_policy update (PolicyMap.replace builds the new trie aside), so
-//      a packet sees either the old or the new policy of its endpoint;
+//   2. each endpoint's policy is replaced as a whole (PolicyMap writes the
+//      trie not in force and flips twill_policy_slot), so a packet sees
+//      either the old or the new policy of its endpoint;
 //   3. stale ipcache prefixes are deleted last.
 // API: `new DatapathSync(maps)`, `syncEndpoint(record, identity, entries)`,
-// `syncEndpoints(items)` (many endpoints, one outer-map batch for all changed
-// tries: prefer it, see policy-map.ts), `syncIpcache(entries, local)`,
-// `removeEndpoint(record)`.
+// `syncEndpoints(items)` (many endpoints, one batch of flips and at most one
+// outer-map batch for new endpoints: prefer it, see policy-map.ts),
+// `syncIpcache(entries, local)`, `upsertIpcache(entries)`,
+// `deleteIpcache(prefixes)`, `ipcachePrefixes()`, `removeEndpoint(record)`.
 //
 // The ipcache is diffed against an in-memory copy of what was written (read
 // from the map once, so a restarted agent starts from the pinned contents),

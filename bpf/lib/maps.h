@@ -57,14 +57,24 @@ struct policy_inner {
 	__type(value, struct policy_entry);
 };
 
-/* host-side veth ifindex -> that endpoint's policy trie */
+/* host-side veth ifindex (| TWILL_POLICY_SLOT1_BIT for slot 1) -> one of
+ * that endpoint's two policy tries */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
-	__uint(max_entries, TWILL_MAX_ENDPOINTS);
+	__uint(max_entries, 2 * TWILL_MAX_ENDPOINTS);
 	__type(key, __u32);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 	__array(values, struct policy_inner); /* must be last: flexible array */
 } twill_policy SEC(".maps");
+
+/* host-side veth ifindex -> the slot of twill_policy in force */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TWILL_MAX_ENDPOINTS);
+	__type(key, __u32);
+	__type(value, struct policy_slot);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} twill_policy_slot SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -114,6 +124,7 @@ struct twill_btf_anchor_value {
 	 * ("can't determine key size"), so anchor them as full types here. */
 	struct policy_key policy_key;
 	struct policy_entry policy_entry;
+	struct policy_slot policy_slot;
 	enum twill_direction direction;
 	enum twill_reason reason;
 	enum twill_identity_reserved identity;

@@ -6,7 +6,8 @@
  *       twill_ipcache LPM lookup; a miss is TWILL_IDENTITY_WORLD.
  *   policy_check(ifindex, remote_id, dir, &pkt, &rule_ref)
  *       -> 0 | -TWILL_DROP_POLICY | -TWILL_DROP_NO_POLICY_MAP
- *       Looks up the endpoint's trie twill_policy[ifindex] with (remote id,
+ *       Looks up the endpoint's trie in force (twill_policy_slot picks slot
+ *       0 or 1 of twill_policy, see policy_types.h) with (remote id,
  *       dir, proto, port), then with (ANY, dir, proto, port). The LPM match
  *       makes one lookup cover "any port", "any protocol" and port ranges.
  *       A missing inner map is a drop, never an implicit allow-all.
@@ -41,9 +42,14 @@ static __always_inline int policy_check(__u32 ifindex, __u32 remote_id,
 {
 	struct policy_key key = {};
 	struct policy_entry *pe;
+	struct policy_slot *slot;
+	__u32 outer_key = ifindex;
 	void *inner;
 
-	inner = bpf_map_lookup_elem(&twill_policy, &ifindex);
+	slot = bpf_map_lookup_elem(&twill_policy_slot, &ifindex);
+	if (slot && slot->slot)
+		outer_key |= TWILL_POLICY_SLOT1_BIT;
+	inner = bpf_map_lookup_elem(&twill_policy, &outer_key);
 	if (!inner)
 		return -TWILL_DROP_NO_POLICY_MAP;
 	key.prefixlen = TWILL_POLICY_PREFIX_FULL;

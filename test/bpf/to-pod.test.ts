@@ -181,3 +181,53 @@ describe("to_pod conntrack", () => {
     expect(d.drainEvents().filter((e) => e.type === EventType.NEW_CONN)).toEqual([]);
   });
 });
+
+describe("to_pod follows the policy slot in force", () => {
+  const key = (identity: number, port: number) => ({ prefixlen: 64, identity, direction: Dir.TO_POD, protocol: IpProto.TCP, dport: port });
+  const allow = (port: number, ruleRef: number) => [{ key: key(REMOTE_POD.identity, port), value: { ruleRef, flags: 0 } }];
+  // A fresh source port per probe: a repeated tuple would be conntrack's business, not policy's.
+  let sport = 40000;
+  const verdictFor = (d: Datapath, port: number): number => d.toPod(toPodFrame(REMOTE_POD.ipv4, { ...SYN(port), sport: sport++ })).verdict;
+
+  it("sees each new policy right after replace returns, through both slots, and never the one before", () => {
+    const d = setup(null);
+    const pm = d.policyMap();
+    try {
+      pm.replace(POD.ifindex, allow(80, 1)); // a new endpoint: slot 0
+      expect(verdictFor(d, 80)).toBe(Verdict.OK);
+      expect(verdictFor(d, 81)).toBe(Verdict.SHOT);
+      for (let i = 0; i < 6; i++) {
+        const port = i % 2 === 0 ? 81 : 80;
+        pm.replace(POD.ifindex, allow(port, 10 + i)); // flips to the other slot, in place
+        expect(verdictFor(d, port), `change ${i}: new port`).toBe(Verdict.OK);
+        expect(verdictFor(d, port === 80 ? 81 : 80), `change ${i}: old port`).toBe(Verdict.SHOT);
+        expect(pm.get(POD.ifindex)?.map((e) => e.value.ruleRef)).toEqual([10 + i]);
+      }
+      // Slot 1 is a key with the top bit set (TWILL_POLICY_SLOT1_BIT in policy_types.h).
+      expect(pm.outer.keys().sort()).toEqual([POD.ifindex, (POD.ifindex | 0x80000000) >>> 0].sort());
+      expect(pm.delete(POD.ifindex)).toBe(true);
+      expect(d.toPod(toPodFrame(REMOTE_POD.ipv4, SYN(80))).verdict).toBe(Verdict.SHOT);
+      expect(pm.outer.keys()).toEqual([]);
+    } finally {
+      pm.close();
+    }
+  });
+
+  it("a restarted agent adopts the pinned tries and slot and keeps flipping", () => {
+    const d = setup(null);
+    const first = d.policyMap();
+    first.replace(POD.ifindex, allow(80, 1));
+    first.replace(POD.ifindex, allow(81, 2)); // slot 1 in force
+    first.close();
+    const second = d.policyMap();
+    try {
+      expect(second.get(POD.ifindex)?.map((e) => e.value.ruleRef)).toEqual([2]);
+      second.replace(POD.ifindex, allow(82, 3));
+      expect(verdictFor(d, 82)).toBe(Verdict.OK);
+      expect(verdictFor(d, 81)).toBe(Verdict.SHOT);
+      expect(second.get(POD.ifindex)?.map((e) => e.value.ruleRef)).toEqual([3]);
+    } finally {
+      second.close();
+    }
+  });
+});

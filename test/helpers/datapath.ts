@@ -53,6 +53,7 @@ import {
   U32,
 } from "../../agent/generated/bpf-types.js";
 import { ipBytes, macBytes } from "./packet.js";
+import { PolicyMap } from "../../agent/maps/policy-map.js";
 
 /** tc verdicts (TC_ACT_*: C macros, not in BTF). */
 export const Verdict = { OK: 0, SHOT: 2, REDIRECT: 7 } as const;
@@ -253,6 +254,11 @@ export class Datapath {
     } finally {
       closeFd(inner); // the outer map holds its own reference
     }
+  }
+
+  /** The agent's PolicyMap over this datapath's twill_policy / twill_policy_slot (no BTF). */
+  policyMap(): PolicyMap {
+    return new PolicyMap(this.#obj.mapFd("twill_policy"), this.#obj.mapFd("twill_policy_slot"), null);
   }
 
   /** Packets counted for (direction, reason), summed over CPUs. */

@@ -15,6 +15,7 @@ import {
   LxcKey,
   MetricsValue,
   PolicyEntry,
+  PolicySlot,
   PolicyKey,
   STRUCT_LAYOUTS,
   TwillReason,
@@ -92,6 +93,12 @@ const goldens: Golden[] = [
     codec: PolicyEntry as Codec<unknown>,
     value: { ruleRef: 7, flags: 0 },
     bytes: hex("07000000 00000000"),
+  },
+  {
+    name: "policy_slot",
+    codec: PolicySlot as Codec<unknown>,
+    value: { slot: 1 },
+    bytes: hex("01000000"),
   },
   {
     name: "metrics_value",
