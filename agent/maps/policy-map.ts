@@ -1,37 +1,40 @@
 // SPDX-License-Identifier: Apache-2.0
 // twill_policy + twill_policy_slot: each endpoint has two LPM tries of
-// policy_key -> policy_entry (slots 0 and 1, outer keys ifindex and
-// ifindex | POLICY_SLOT1_BIT) and twill_policy_slot says which one is in
-// force (bpf/lib/policy_types.h).
+// policy_key -> policy_entry in twill_policy (slots 0 and 1, outer key
+// ifindex * 2 + slot) and twill_policy_slot[ifindex] says which one is in
+// force (bpf/lib/policy_types.h; no slot entry = drop with NO_POLICY_MAP).
 //
 // A change never edits the trie in force. replaceMany() writes the new
-// policy into the other slot (a diff against what it holds), then flips the
-// slot entry: one hash-map write, in force when the syscall returns. A
-// packet sees the old trie or the new one, never a mix. Unlike swapping a
-// new inner map into the outer map, a flip does not wait for an RCU grace
-// period (the kernel does that after every map-in-map update from user
-// space: 10-20 ms here), so a change reaches the datapath in well under a
-// millisecond of map writes.
+// policy into the other slot's trie in place (a diff against what this
+// object last wrote there), then flips the slot entry: one hash-map write, in
+// force when the syscall returns. A packet reads the slot once, so it sees
+// the old trie or the new one, never a mix. Unlike swapping a new inner map
+// into the outer map, a flip does not wait for an RCU grace period (the
+// kernel does that after every map-in-map update from user space: 10-20 ms
+// here), so a change costs well under a millisecond of map writes.
 //
 // The catch: a program that read the slot just before a flip may still be
 // looking up the old trie. Before that trie is written again (the next
 // change of the endpoint), one RCU grace period must have passed since the
 // flip. Every batch of flips starts an asynchronous grace-period wait
-// (membarrier on a worker thread); a change that comes sooner waits for one
-// synchronously. Correctness first, speed when changes are not back to back.
+// (membarrier on a worker thread) that marks the retired tries reusable; a
+// change that comes sooner waits for one synchronously. Correctness first,
+// speed when changes are not back to back. Where membarrier is no grace
+// period (one online CPU, nohz_full), the wait is a map-in-map update that
+// rewrites an outer entry with the trie it already holds, synchronously.
 //
-// Only a new endpoint (its two tries inserted into the outer map) and a
-// deleted one pay the map-in-map wait. A restarted agent adopts what is
-// pinned: it reads the slot and both tries back.
+// A new endpoint (its two tries inserted into the outer map: a map-in-map
+// update) and a deleted one pay the grace-period wait; changes do not. A
+// restarted agent adopts what is pinned: it reads the slot and both tries
+// back, and its first write waits for one grace period.
 //
-// API: PolicyMap (replace/replaceMany/get/delete/ifindexes/close),
-// PolicyBtf, PolicyMapEntry, PolicyTooLargeError, POLICY_SLOT1_BIT.
+// API: PolicyMap (replace/replaceMany/get/delete/ifindexes/slotReusable/close,
+// stats),
+// PolicyMapOptions, PolicyBtf, PolicyMapEntry, PolicyTooLargeError,
+// policyOuterKey.
 import { MAP_SPECS, MapName, PolicyEntry, PolicyKey, PolicySlot, U32 } from "../generated/bpf-types.js";
-import { closeFd, mapCreate, mapFdById, mapLookup, rcuBarrier, rcuBarrierAsync } from "../native/libbpf.js";
+import { closeFd, mapCreate, mapFdById, mapLookup, rcuBarrier, rcuBarrierAsync, rcuBarrierWorks } from "../native/libbpf.js";
 import { BpfMap } from "./bpf-map.js";
-
-/** TWILL_POLICY_SLOT1_BIT of bpf/lib/policy_types.h (a #define, so not in BTF; the bpf tests pin it). */
-export const POLICY_SLOT1_BIT = 0x80000000;
 
 /** BTF of the loaded object: fd and the type ids of policy_key / policy_entry. */
 export interface PolicyBtf {
@@ -46,6 +49,17 @@ export interface PolicyMapEntry {
   readonly value: PolicyEntry;
 }
 
+/** How PolicyMap waits for RCU grace periods. */
+export interface PolicyMapOptions {
+  /**
+   * "membarrier": membarrier(GLOBAL), asynchronously after each batch of
+   * flips (falls back to "map-update" where it is no grace period).
+   * "map-update": a synchronous map-in-map rewrite when a retired trie is
+   * needed again (tests use it to cover the fallback). Default "membarrier".
+   */
+  readonly graceWait?: "membarrier" | "map-update";
+}
+
 const INNER = MAP_SPECS[`${MapName.policy}.inner`];
 
 /** The policy entry count does not fit the inner map template. */
@@ -58,9 +72,16 @@ export class PolicyTooLargeError extends Error {
 
 type Slot = 0 | 1;
 
-const outerKey = (ifindex: number, slot: Slot): number => (slot === 0 ? ifindex : (ifindex | POLICY_SLOT1_BIT) >>> 0);
+/** twill_policy key of one slot's trie: policy_outer_key() of bpf/lib/policy.h. */
+export function policyOuterKey(ifindex: number, slot: Slot): number {
+  // Host ifindexes are positive ints, so ifindex * 2 + 1 fits a u32.
+  if (!Number.isInteger(ifindex) || ifindex <= 0 || ifindex >= 2 ** 31) throw new RangeError(`policy of ifindex ${ifindex}: not a valid ifindex`);
+  return ifindex * 2 + slot;
+}
+
 const keyText = (k: PolicyKey): string => `${k.prefixlen}/${k.identity}/${k.direction}/${k.protocol}/${k.dport}`;
 const valueText = (v: PolicyEntry): string => `${v.ruleRef}/${v.flags}`;
+const other = (s: Slot): Slot => (s === 0 ? 1 : 0);
 
 /** One trie of an endpoint: its fd (kept open) and what it holds. */
 interface Trie {
@@ -74,7 +95,7 @@ interface Trie {
 interface EndpointTries {
   active: Slot;
   readonly tries: [Trie, Trie];
-  /** Flip epoch at which the inactive trie stopped being in force. */
+  /** Epoch at which the inactive trie stopped being (possibly) in use; 0 = never was. */
   retired: number;
 }
 
@@ -82,25 +103,30 @@ interface EndpointTries {
 export class PolicyMap {
   readonly outer: BpfMap<number, number>;
   readonly slots: BpfMap<number, PolicySlot>;
+  /** Counters, for tests and debugging: flips written, synchronous grace-period waits. */
+  readonly stats = { flips: 0, syncGraceWaits: 0 };
   private readonly known = new Map<number, EndpointTries>();
   /**
-   * Counts batches of flips; `graceDone` is the last one a grace period has
-   * passed since. Epoch 1 stands for "before this agent started": tries
-   * adopted from the pins may have been flipped just before (see adopt()).
+   * Epochs order flips and grace periods: each batch of flips (and each
+   * adoption of pinned tries) gets a new epoch; `graceDone` is the last
+   * epoch a grace period has passed since. A trie retired at epoch e may be
+   * written once graceDone >= e.
    */
-  private flipEpoch = 1;
+  private epoch = 0;
   private graceDone = 0;
   private graceRunning = false;
   private graceAgain = false;
+  private useMembarrier: boolean;
 
   /**
    * @param outerFd fd of twill_policy (not owned)
    * @param slotFd fd of twill_policy_slot (not owned)
    * @param btf BTF for the inner maps (Datapath.btfTypeIds("policy_key", "policy_entry")), or null
    */
-  constructor(outerFd: number, slotFd: number, private readonly btf: PolicyBtf | null) {
+  constructor(outerFd: number, slotFd: number, private readonly btf: PolicyBtf | null, options: PolicyMapOptions = {}) {
     this.outer = new BpfMap(MapName.policy, outerFd, U32, U32);
     this.slots = new BpfMap(MapName.policySlot, slotFd, U32, PolicySlot);
+    this.useMembarrier = (options.graceWait ?? "membarrier") === "membarrier" && rcuBarrierWorks();
   }
 
   /** Atomically replace the whole policy of an endpoint. */
@@ -110,25 +136,31 @@ export class PolicyMap {
 
   /**
    * Atomically replace the policies of many endpoints (each endpoint sees its
-   * old or its new trie, never a mix). Throws PolicyTooLargeError before
-   * touching anything when one does not fit.
+   * old or its new trie, never a mix). Throws PolicyTooLargeError (or a
+   * RangeError for a bad ifindex) before touching anything.
    */
   replaceMany(policies: ReadonlyMap<number, readonly PolicyMapEntry[]>): void {
     if (!INNER) throw new Error("replace policy: generated MAP_SPECS lacks the inner map");
     for (const [ifindex, entries] of policies) {
+      policyOuterKey(ifindex, 1);
       if (entries.length > INNER.maxEntries) throw new PolicyTooLargeError(ifindex, entries.length, INNER.maxEntries);
     }
+    // Adopt pinned tries first, so that one grace-period wait covers them all.
     const fresh: Array<[number, readonly PolicyMapEntry[]]> = [];
-    const flips: Array<[number, EndpointTries]> = [];
+    const known: Array<[number, EndpointTries, readonly PolicyMapEntry[]]> = [];
     for (const [ifindex, entries] of policies) {
       const ep = this.known.get(ifindex) ?? this.adopt(ifindex);
-      if (!ep) {
-        fresh.push([ifindex, entries]);
-        continue;
-      }
-      const next: Slot = ep.active === 0 ? 1 : 0;
-      // The trie about to be written may still serve a program that read the slot before its last flip.
-      if (ep.retired > this.graceDone) this.waitGrace();
+      if (ep) known.push([ifindex, ep, entries]);
+      else fresh.push([ifindex, entries]);
+    }
+    const flips: Array<[number, EndpointTries]> = [];
+    for (const [ifindex, ep, entries] of known) {
+      const next = other(ep.active);
+      // The trie about to be written may still serve a program that read the
+      // slot before its last flip: never write it before a grace period has
+      // passed since. Normally the asynchronous wait started by that flip has
+      // done it; back-to-back changes wait here.
+      if (ep.retired > this.graceDone) this.waitGrace(ifindex, ep);
       try {
         writeDiff(ep.tries[next], entries);
       } catch (e: unknown) {
@@ -140,22 +172,28 @@ export class PolicyMap {
     if (fresh.length > 0) this.insertFresh(fresh);
     if (flips.length === 0) return;
     // The flips: one batch of hash-map writes, in force on return.
-    this.slots.setMany(flips.map(([ifindex, ep]) => [ifindex, { slot: ep.active === 0 ? 1 : 0 }] as const));
-    const epoch = ++this.flipEpoch;
+    try {
+      this.slots.setMany(flips.map(([ifindex, ep]) => [ifindex, { slot: other(ep.active) }] as const));
+    } catch (e: unknown) {
+      // Some flips may have landed: re-read the slots (and wait a grace period) next time.
+      for (const [ifindex] of flips) this.forget(ifindex);
+      throw e;
+    }
+    const epoch = ++this.epoch;
     for (const [, ep] of flips) {
-      ep.active = ep.active === 0 ? 1 : 0;
+      ep.active = other(ep.active);
       ep.retired = epoch;
     }
+    this.stats.flips += flips.length;
     this.startGrace();
   }
 
   /** The policy in force for an endpoint (read from the kernel), or null if it has none. */
   get(ifindex: number): PolicyMapEntry[] | null {
-    const slot = this.slots.get(ifindex)?.slot === 1 ? 1 : 0;
-    // A map-of-maps lookup from user space returns the inner map's id.
-    const raw = mapLookup(this.outer.fd, U32.encode(outerKey(ifindex, slot)), 4, MapName.policy);
-    if (raw === null) return null;
-    const fd = mapFdById(U32.decode(raw));
+    const slot = this.slots.get(ifindex)?.slot;
+    if (slot !== 0 && slot !== 1) return null; // no slot entry: the datapath drops (NO_POLICY_MAP)
+    const fd = this.innerFd(ifindex, slot);
+    if (fd === null) return null;
     try {
       return new BpfMap(`policy of ifindex ${ifindex}`, fd, PolicyKey, PolicyEntry)
         .entries()
@@ -165,18 +203,30 @@ export class PolicyMap {
     }
   }
 
-  /** Remove an endpoint's tries and slot (its packets then drop with NO_POLICY_MAP). */
+  /**
+   * Remove an endpoint's slot entry and tries. The slot goes first: new
+   * connections of the endpoint drop with NO_POLICY_MAP from then on.
+   */
   delete(ifindex: number): boolean {
-    let found = false;
-    for (const slot of [0, 1] as const) if (this.outer.delete(outerKey(ifindex, slot))) found = true;
-    this.slots.delete(ifindex);
+    let found = this.slots.delete(ifindex);
+    for (const slot of [0, 1] as const) if (this.outer.delete(policyOuterKey(ifindex, slot))) found = true;
     this.forget(ifindex);
     return found;
   }
 
-  /** Endpoints that have a policy map. */
+  /**
+   * Whether the endpoint's trie not in force can be written now without a
+   * grace-period wait (the asynchronous wait after its last flip is done),
+   * or the endpoint is unknown to this object.
+   */
+  slotReusable(ifindex: number): boolean {
+    const ep = this.known.get(ifindex);
+    return !ep || ep.retired <= this.graceDone;
+  }
+
+  /** Endpoints that have a policy trie or a slot entry. */
   ifindexes(): number[] {
-    return [...new Set(this.outer.keys().map((k) => (k & ~POLICY_SLOT1_BIT) >>> 0))];
+    return [...new Set([...this.outer.keys().map((k) => Math.floor(k / 2)), ...this.slots.keys()])];
   }
 
   /** Close the inner-map fds this object holds (the maps stay, the outer map references them). */
@@ -191,13 +241,22 @@ export class PolicyMap {
     this.known.delete(ifindex);
   }
 
-  /** Read back an endpoint's tries from the maps (after a restart), or null when it has not both. */
+  /** fd of one slot's trie (caller closes it), or null. */
+  private innerFd(ifindex: number, slot: Slot): number | null {
+    // A map-of-maps lookup from user space returns the inner map's id.
+    const raw = mapLookup(this.outer.fd, U32.encode(policyOuterKey(ifindex, slot)), 4, MapName.policy);
+    return raw === null ? null : mapFdById(U32.decode(raw));
+  }
+
+  /**
+   * Read back an endpoint's tries from the maps (a restarted agent, or after
+   * a failed write), or null when it has not both.
+   */
   private adopt(ifindex: number): EndpointTries | null {
     const tries: Trie[] = [];
     for (const slot of [0, 1] as const) {
-      const raw = mapLookup(this.outer.fd, U32.encode(outerKey(ifindex, slot)), 4, MapName.policy);
-      if (raw === null) break;
-      const fd = mapFdById(U32.decode(raw));
+      const fd = this.innerFd(ifindex, slot);
+      if (fd === null) break;
       const map = new BpfMap(`policy of ifindex ${ifindex} slot ${slot}`, fd, PolicyKey, PolicyEntry);
       tries.push({ fd, map, contents: new Map(map.entries().map(([k, v]) => [keyText(k), valueText(v)])) });
     }
@@ -205,14 +264,26 @@ export class PolicyMap {
       for (const t of tries) closeFd(t.fd);
       return null;
     }
-    // Unknown when the previous agent flipped last: retired at epoch 1, so the
-    // first write after a start waits for one grace period (once for all).
-    const ep: EndpointTries = { active: this.slots.get(ifindex)?.slot === 1 ? 1 : 0, tries: tries as [Trie, Trie], retired: 1 };
+    // No slot entry (an agent stopped between inserting the tries and
+    // writing it): nothing is in force; write slot 1, then flip to it.
+    const active: Slot = this.slots.get(ifindex)?.slot === 1 ? 1 : 0;
+    // Unknown when the slot last flipped (the previous agent may have done it
+    // just before it stopped): a new epoch, so the first write waits for a
+    // grace period that starts after now (one wait covers every adoption of
+    // a replaceMany, they come first).
+    const ep: EndpointTries = { active, tries: tries as [Trie, Trie], retired: ++this.epoch };
     this.known.set(ifindex, ep);
     return ep;
   }
 
-  /** New endpoints: both tries created and filled, inserted with one outer-map batch (one grace-period wait), slot 0 in force. */
+  /**
+   * New endpoints: slot 0 filled, slot 1 created with the same contents,
+   * both inserted with one outer-map batch (a map-in-map update: one
+   * grace-period wait), then the slot entries, last. Until then the
+   * endpoint has no slot entry and drops (NO_POLICY_MAP). A leftover slot
+   * entry (an agent stopped while removing the endpoint) may point at either
+   * slot meanwhile: both hold the new policy.
+   */
   private insertFresh(items: readonly (readonly [number, readonly PolicyMapEntry[]])[]): void {
     const created: Array<[number, [Trie, Trie]]> = [];
     try {
@@ -221,15 +292,15 @@ export class PolicyMap {
         created.push([ifindex, pair]);
         for (const t of pair) writeDiff(t, entries);
       }
-      // Slot entries first (a leftover slot 1 entry must not point at a trie that is not there yet).
+      this.outer.setMany(created.flatMap(([ifindex, pair]) => [[policyOuterKey(ifindex, 0), pair[0].fd], [policyOuterKey(ifindex, 1), pair[1].fd]] as const));
       this.slots.setMany(items.map(([ifindex]) => [ifindex, { slot: 0 }] as const));
-      this.outer.setMany(created.flatMap(([ifindex, pair]) => [[outerKey(ifindex, 0), pair[0].fd], [outerKey(ifindex, 1), pair[1].fd]] as const));
     } catch (e: unknown) {
       for (const [, pair] of created) for (const t of pair) closeFd(t.fd);
       throw e;
     }
     for (const [ifindex, tries] of created) {
       this.forget(ifindex);
+      // Slot 1 was never in force: writable at once.
       this.known.set(ifindex, { active: 0, tries, retired: 0 });
     }
   }
@@ -249,27 +320,49 @@ export class PolicyMap {
     return { fd, map: new BpfMap(`policy of ifindex ${ifindex} slot ${slot}`, fd, PolicyKey, PolicyEntry), contents: new Map() };
   }
 
-  /** Wait here for a grace period covering every flip so far. */
-  private waitGrace(): void {
-    const target = this.flipEpoch;
-    rcuBarrier();
+  /**
+   * Wait here for a grace period covering every flip so far (`ep`, about to
+   * be written, is the endpoint that needs it).
+   */
+  private waitGrace(ifindex: number, ep: EndpointTries): void {
+    const target = this.epoch;
+    this.stats.syncGraceWaits++;
+    if (this.useMembarrier) {
+      try {
+        rcuBarrier();
+        this.graceDone = Math.max(this.graceDone, target);
+        return;
+      } catch {
+        this.useMembarrier = false; // refused after all: wait the other way from now on
+      }
+    }
+    // The kernel waits for a grace period (synchronize_rcu) after every
+    // map-in-map update from user space. Rewriting the retired slot's outer
+    // entry with the trie it already holds changes nothing a packet can see.
+    const next = other(ep.active);
+    this.outer.set(policyOuterKey(ifindex, next), ep.tries[next].fd);
     this.graceDone = Math.max(this.graceDone, target);
   }
 
   /** Start (or queue) an asynchronous grace-period wait covering every flip so far. */
   private startGrace(): void {
+    if (!this.useMembarrier) return; // the next write that needs one waits synchronously
     if (this.graceRunning) {
       this.graceAgain = true;
       return;
     }
     this.graceRunning = true;
-    const target = this.flipEpoch;
+    const target = this.epoch;
     rcuBarrierAsync((err) => {
       this.graceRunning = false;
-      if (!err) this.graceDone = Math.max(this.graceDone, target);
-      if (this.graceAgain || err) {
+      if (err) {
+        this.useMembarrier = false;
+        return;
+      }
+      this.graceDone = Math.max(this.graceDone, target);
+      if (this.graceAgain) {
         this.graceAgain = false;
-        if (!err) this.startGrace();
+        this.startGrace();
       }
     });
   }

@@ -11,8 +11,10 @@
 // objPin/objGet/closeFd, links (linkCreate/linkDetach/linkUpdate), tc hooks
 // (tcHookCreate/tcHookDestroy/tcAttach/tcDetach), progLoadTrivial for probes,
 // progTestRun, RingBuffer, linkInfo/progId/mapId, ifIndex, numPossibleCpus,
+// rcuBarrier/rcuBarrierAsync/rcuBarrierWorks (RCU grace-period waits),
 // perCpuValueSize, onLibbpfMessage. (One file on purpose, over the usual size:
 // it is the single koffi importer.)
+import { readFileSync } from "node:fs";
 import koffi from "koffi";
 import { Errno } from "./errno.js";
 import { BpfError, VerifierError, bpfError } from "./errors.js";
@@ -615,12 +617,48 @@ export function closeFd(fd: number): void {
 }
 
 const SYS_MEMBARRIER = process.arch === "arm64" ? 283 : 324;
+const MEMBARRIER_CMD_QUERY = 0;
 const MEMBARRIER_CMD_GLOBAL = 1;
+
+let rcuBarrierOk: boolean | null = null;
+
+/** Online CPUs from /sys/devices/system/cpu/online ("0-3,6"), or 0 when unreadable. */
+function onlineCpus(): number {
+  try {
+    let n = 0;
+    for (const part of readFileSync("/sys/devices/system/cpu/online", "utf8").trim().split(",")) {
+      const [lo, hi] = part.split("-").map(Number);
+      if (lo === undefined || Number.isNaN(lo)) continue;
+      n += hi === undefined || Number.isNaN(hi) ? 1 : hi - lo + 1;
+    }
+    return n;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Whether rcuBarrier() really waits for an RCU grace period here (probed
+ * once). membarrier(GLOBAL) calls synchronize_rcu() only when more than one
+ * CPU is online (on one CPU it returns at once, which does not cover a tc
+ * program preempted on a PREEMPT_RT kernel), and the kernel refuses it
+ * (EINVAL, not listed by QUERY) under nohz_full. When false, callers need
+ * another way to wait (PolicyMap rewrites a twill_policy entry: the kernel
+ * waits for a grace period after every map-in-map update).
+ */
+export function rcuBarrierWorks(): boolean {
+  if (rcuBarrierOk === null) {
+    const supported = f.membarrier(SYS_MEMBARRIER, MEMBARRIER_CMD_QUERY, 0, 0) as number;
+    rcuBarrierOk = supported >= 0 && (supported & MEMBARRIER_CMD_GLOBAL) !== 0 && onlineCpus() > 1;
+  }
+  return rcuBarrierOk;
+}
 
 /**
  * Wait until every BPF program running now has finished: membarrier(GLOBAL)
  * waits for an RCU grace period (synchronize_rcu), and tc programs run
- * inside RCU read-side sections. 5-20 ms; blocks the calling thread.
+ * inside RCU read-side sections. 5-20 ms; blocks the calling thread. Only a
+ * grace period where rcuBarrierWorks().
  */
 export function rcuBarrier(): void {
   if ((f.membarrier(SYS_MEMBARRIER, MEMBARRIER_CMD_GLOBAL, 0, 0) as number) < 0) throw bpfError("membarrier", koffi.errno(), "");
@@ -630,7 +668,8 @@ export function rcuBarrier(): void {
 export function rcuBarrierAsync(done: (err: Error | null) => void): void {
   (f.membarrier as unknown as { async: (...a: unknown[]) => void }).async(SYS_MEMBARRIER, MEMBARRIER_CMD_GLOBAL, 0, 0, (err: unknown, res: unknown) => {
     if (err) done(err instanceof Error ? err : new Error(String(err)));
-    else if (typeof res === "number" && res < 0) done(new Error(`membarrier: errno ${koffi.errno()}`));
+    // errno belongs to the worker thread: only the failure is known here.
+    else if (typeof res === "number" && res < 0) done(new Error("membarrier: failed"));
     else done(null);
   });
 }

@@ -47,8 +47,8 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } twill_ipcache SEC(".maps");
 
-/* The inner map template: the agent creates one per endpoint with exactly
- * these attributes (and this BTF) and swaps it into twill_policy. */
+/* The inner map template: the agent creates two per endpoint with exactly
+ * these attributes (and this BTF) and inserts them into twill_policy. */
 struct policy_inner {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -57,8 +57,8 @@ struct policy_inner {
 	__type(value, struct policy_entry);
 };
 
-/* host-side veth ifindex (| TWILL_POLICY_SLOT1_BIT for slot 1) -> one of
- * that endpoint's two policy tries */
+/* policy_outer_key(host-side veth ifindex, slot) = ifindex * 2 + slot ->
+ * one of that endpoint's two policy tries (slot 0 or 1) */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
 	__uint(max_entries, 2 * TWILL_MAX_ENDPOINTS);
@@ -67,7 +67,9 @@ struct {
 	__array(values, struct policy_inner); /* must be last: flexible array */
 } twill_policy SEC(".maps");
 
-/* host-side veth ifindex -> the slot of twill_policy in force */
+/* host-side veth ifindex -> the slot of twill_policy in force; no entry =
+ * drop (NO_POLICY_MAP). Written last when an endpoint is first programmed,
+ * deleted first when it is removed. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, TWILL_MAX_ENDPOINTS);

@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /*
  * Policy: two LPM tries per endpoint (inner maps of twill_policy, slots 0
- * and 1, keyed by policy_outer_key()), and twill_policy_slot saying which of
- * the two is in force. The agent writes a new policy into the slot not in
- * force, then flips the slot with one hash-map write: a packet sees the old
- * trie or the new one, never a mix, and no map-in-map update (which waits for
- * an RCU grace period) is on the path of a change.
+ * and 1, outer key ifindex * 2 + slot: host ifindexes are below 2^31, so it
+ * fits a u32), and twill_policy_slot saying which of the two is in force. The
+ * agent writes a new policy into the slot not in force, then flips the slot
+ * with one hash-map write: a packet sees the old trie or the new one, never a
+ * mix, and no map-in-map update (which waits for an RCU grace period) is on
+ * the path of a change.
  *
  * Key order is identity, direction, protocol, port so that one trie expresses:
  *   prefixlen 40             identity + direction: any protocol, any port
@@ -42,12 +43,9 @@ struct policy_entry {
 _Static_assert(sizeof(struct policy_entry) == 8, "policy_entry size");
 
 /* twill_policy_slot value: which of the endpoint's two tries is in force.
- * No entry means slot 0. */
+ * No entry (an endpoint not programmed yet, or being removed) is a drop with
+ * TWILL_DROP_NO_POLICY_MAP, as is any value other than 0 or 1. */
 struct policy_slot {
 	__u32 slot;        /* 0 or 1 */
 };
 _Static_assert(sizeof(struct policy_slot) == 4, "policy_slot size");
-
-/* Outer key of slot 1 of an endpoint: ifindex with the top bit set
- * (ifindexes are positive ints). Slot 0's key is the ifindex itself. */
-#define TWILL_POLICY_SLOT1_BIT 0x80000000U

@@ -106,13 +106,13 @@ describe("PolicyMap", () => {
     expect(pm.ifindexes()).toEqual([7]);
 
     // The outer map's value is the inner map's id (u32, little endian).
-    // Two tries per endpoint; the second replace went to slot 1 (key 7 | 0x80000000).
+    // Two tries per endpoint (outer keys ifindex * 2 + slot); the second replace went to slot 1.
     const outer = JSON.parse(execFileSync("bpftool", ["-j", "map", "dump", "pinned", join(root, MapName.policy)], { encoding: "utf8" })) as Array<{ key: string[]; value: string[] }>;
     const le = (bytes: string[]): number => bytes.reduceRight((acc, b) => acc * 256 + parseInt(b, 16), 0);
-    expect(outer.map((e) => le(e.key)).sort((a, b) => a - b)).toEqual([7, 0x80000007]);
+    expect(outer.map((e) => le(e.key)).sort((a, b) => a - b)).toEqual([14, 15]);
     const slot = JSON.parse(execFileSync("bpftool", ["-j", "map", "dump", "pinned", join(root, MapName.policySlot)], { encoding: "utf8" })) as Array<{ formatted?: { value: { slot: number } } }>;
     expect(slot[0]?.formatted?.value.slot).toBe(1);
-    const innerId = le(outer.find((e) => le(e.key) === 0x80000007)?.value ?? []);
+    const innerId = le(outer.find((e) => le(e.key) === 15)?.value ?? []);
     expect(innerId).toBeGreaterThan(0);
     const inner = execFileSync("bpftool", ["map", "dump", "id", String(innerId)], { encoding: "utf8" });
     expect(inner).toMatch(/"dport": 36895/); // 8080 as __be16, which bpftool prints as a host u16

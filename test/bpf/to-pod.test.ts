@@ -203,8 +203,8 @@ describe("to_pod follows the policy slot in force", () => {
         expect(verdictFor(d, port === 80 ? 81 : 80), `change ${i}: old port`).toBe(Verdict.SHOT);
         expect(pm.get(POD.ifindex)?.map((e) => e.value.ruleRef)).toEqual([10 + i]);
       }
-      // Slot 1 is a key with the top bit set (TWILL_POLICY_SLOT1_BIT in policy_types.h).
-      expect(pm.outer.keys().sort()).toEqual([POD.ifindex, (POD.ifindex | 0x80000000) >>> 0].sort());
+      // Outer keys ifindex * 2 + slot (policy_outer_key in policy.h).
+      expect(pm.outer.keys().sort()).toEqual([POD.ifindex * 2, POD.ifindex * 2 + 1]);
       expect(pm.delete(POD.ifindex)).toBe(true);
       expect(d.toPod(toPodFrame(REMOTE_POD.ipv4, SYN(80))).verdict).toBe(Verdict.SHOT);
       expect(pm.outer.keys()).toEqual([]);
@@ -223,11 +223,52 @@ describe("to_pod follows the policy slot in force", () => {
     try {
       expect(second.get(POD.ifindex)?.map((e) => e.value.ruleRef)).toEqual([2]);
       second.replace(POD.ifindex, allow(82, 3));
+      // Unknown when the first agent flipped last: the first write waited for a grace period.
+      expect(second.stats.syncGraceWaits).toBe(1);
       expect(verdictFor(d, 82)).toBe(Verdict.OK);
       expect(verdictFor(d, 81)).toBe(Verdict.SHOT);
       expect(second.get(POD.ifindex)?.map((e) => e.value.ruleRef)).toEqual([3]);
     } finally {
       second.close();
+    }
+  });
+
+  it("drops with NO_POLICY_MAP while the slot entry is missing or out of range, even with both tries there", () => {
+    const d = setup(null);
+    const pm = d.policyMap();
+    try {
+      pm.replace(POD.ifindex, allow(80, 1));
+      pm.replace(POD.ifindex, allow(80, 2)); // slot 1 in force, both tries allow port 80 now or before
+      expect(verdictFor(d, 80)).toBe(Verdict.OK);
+      pm.slots.delete(POD.ifindex);
+      expect(verdictFor(d, 80)).toBe(Verdict.SHOT);
+      expect(pm.get(POD.ifindex)).toBeNull();
+      // 2 would be ifindex * 2 + 2: the next endpoint's slot 0, never to be used.
+      pm.slots.set(POD.ifindex, { slot: 2 });
+      expect(verdictFor(d, 80)).toBe(Verdict.SHOT);
+      expect(d.metric(Dir.TO_POD, Reason.NO_POLICY_MAP)).toBe(2);
+      pm.slots.set(POD.ifindex, { slot: 0 });
+      expect(verdictFor(d, 80)).toBe(Verdict.OK);
+    } finally {
+      pm.close();
+    }
+  });
+
+  it("waits by a map-in-map rewrite where membarrier is no grace period, with the same verdicts", () => {
+    const d = setup(null);
+    const pm = d.policyMap({ graceWait: "map-update" });
+    try {
+      for (let i = 0; i < 4; i++) {
+        const port = 80 + i;
+        pm.replace(POD.ifindex, allow(port, 1 + i));
+        expect(verdictFor(d, port), `change ${i}: new port`).toBe(Verdict.OK);
+        if (i > 0) expect(verdictFor(d, port - 1), `change ${i}: old port`).toBe(Verdict.SHOT);
+      }
+      // Changes 0 (new endpoint) and 1 (slot 1, never in force) need no wait; 2 and 3 rewrite a retired trie.
+      expect(pm.stats.syncGraceWaits).toBe(2);
+      expect(pm.get(POD.ifindex)?.map((e) => e.value.ruleRef)).toEqual([4]);
+    } finally {
+      pm.close();
     }
   });
 });

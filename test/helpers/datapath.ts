@@ -6,8 +6,9 @@
 // back verdicts, output bytes, counters, conntrack entries and ring events.
 //
 // API: compileDatapath(), Datapath.open(opts) -> Datapath (.fromPod/.toPod,
-// .setEndpoint/.setLxc/.setIpcache/.setPolicy, .metric, .drainEvents,
-// .ctLookup, .close), Dir, Reason, Verdict, EventType, CtFlags.
+// .setEndpoint/.setLxc/.setIpcache/.setPolicy, .policyMap, .mapFd/.btfTypeIds
+// (a MapSource for openDatapathMaps), .metric,
+// .drainEvents, .ctLookup, .close), Dir, Reason, Verdict, EventType, CtFlags.
 //
 // Keys, values and enums come from agent/generated/bpf-types.ts (generated
 // from the object's BTF), so a layout change in bpf/lib/*_types.h reaches
@@ -42,6 +43,7 @@ import {
   MetricsValue,
   PolicyEntry,
   PolicyKey,
+  PolicySlot,
   TwillCtFlags,
   TwillDirection,
   TwillEndpointFlags,
@@ -53,7 +55,7 @@ import {
   U32,
 } from "../../agent/generated/bpf-types.js";
 import { ipBytes, macBytes } from "./packet.js";
-import { PolicyMap } from "../../agent/maps/policy-map.js";
+import { PolicyMap, policyOuterKey, type PolicyMapOptions } from "../../agent/maps/policy-map.js";
 
 /** tc verdicts (TC_ACT_*: C macros, not in BTF). */
 export const Verdict = { OK: 0, SHOT: 2, REDIRECT: 7 } as const;
@@ -250,15 +252,30 @@ export class Datapath {
         const key = PolicyKey.encode({ prefixlen, identity: e.identity, direction: e.direction, protocol: e.protocol ?? 0, dport: e.port ?? 0 });
         mapUpdate(inner, key, PolicyEntry.encode({ ruleRef: e.ruleRef ?? 0, flags: 0 }));
       }
-      mapUpdate(this.#obj.mapFd("twill_policy"), u32(ifindex), u32(inner));
+      // Slot 0's trie (outer key ifindex * 2 + 0), then the slot entry that puts it in force.
+      mapUpdate(this.#obj.mapFd("twill_policy"), u32(policyOuterKey(ifindex, 0)), u32(inner));
+      mapUpdate(this.#obj.mapFd("twill_policy_slot"), u32(ifindex), PolicySlot.encode({ slot: 0 }));
     } finally {
       closeFd(inner); // the outer map holds its own reference
     }
   }
 
   /** The agent's PolicyMap over this datapath's twill_policy / twill_policy_slot (no BTF). */
-  policyMap(): PolicyMap {
-    return new PolicyMap(this.#obj.mapFd("twill_policy"), this.#obj.mapFd("twill_policy_slot"), null);
+  policyMap(options: PolicyMapOptions = {}): PolicyMap {
+    return new PolicyMap(this.#obj.mapFd("twill_policy"), this.#obj.mapFd("twill_policy_slot"), null, options);
+  }
+
+  /** fd of one of the object's maps (owned by the object), for agent/maps views. */
+  mapFd(name: string): number {
+    return this.#obj.mapFd(name);
+  }
+
+  /** BTF fd and struct type ids (with mapFd, a MapSource for openDatapathMaps). */
+  btfTypeIds(keyStruct: string, valueStruct: string): { fd: number; keyTypeId: number; valueTypeId: number } {
+    const keyTypeId = this.#obj.btfStructId(keyStruct);
+    const valueTypeId = this.#obj.btfStructId(valueStruct);
+    if (keyTypeId === null || valueTypeId === null) throw new Error(`btf type ids of ${keyStruct}/${valueStruct}: missing`);
+    return { fd: this.#obj.btfFd(), keyTypeId, valueTypeId };
   }
 
   /** Packets counted for (direction, reason), summed over CPUs. */

@@ -18,7 +18,7 @@ const MANIFESTS = {
   "pol.yaml": "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: b-from-a, namespace: restart}\nspec:\n  podSelector: {matchLabels: {app: b}}\n  ingress: [{from: [{podSelector: {matchLabels: {app: a}}}], ports: [{port: 80}]}]\n",
 };
 
-const MAPS = ["twill_endpoints", "twill_lxc", "twill_ipcache", "twill_policy", "twill_ct4", "twill_ct6", "twill_metrics", "twill_events"];
+const MAPS = ["twill_endpoints", "twill_lxc", "twill_ipcache", "twill_policy", "twill_policy_slot", "twill_ct4", "twill_ct6", "twill_metrics", "twill_events"];
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function bpftoolId(args: readonly string[]): number {

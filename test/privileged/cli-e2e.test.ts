@@ -384,7 +384,10 @@ describe("twill CLI against a running agent", () => {
       {
         name: "policy --endpoint back/db",
         bpf: (): string[] => {
-          const outer = bpftool(pinned("twill_policy")).find((e) => u32le(bytes(e.key), 0) === ifindexOf(db));
+          // The trie in force: twill_policy_slot[ifindex] picks slot 0 or 1, outer key ifindex * 2 + slot.
+          const slot = bpftool(pinned("twill_policy_slot")).find((e) => u32le(bytes(e.key), 0) === ifindexOf(db));
+          const outerKey = ifindexOf(db) * 2 + u32le(bytes(slot?.value ?? []), 0);
+          const outer = bpftool(pinned("twill_policy")).find((e) => u32le(bytes(e.key), 0) === outerKey);
           const innerId = u32le(bytes(outer?.value ?? []), 0);
           return bpftool(["id", String(innerId)]).map((e) => {
             const k = bytes(e.key);
