@@ -6,8 +6,13 @@
 //      known to its peers before it is attached);
 //   2. each endpoint's policy is replaced as a whole (PolicyMap writes the
 //      trie not in force and flips twill_policy_slot), so a packet sees
-//      either the old or the new policy of its endpoint;
+//      either the old or the new policy of its endpoint. The flip is in
+//      force when syncEndpoints returns and waits for no RCU grace period,
+//      unless the same endpoint changed a moment before (then it waits for
+//      one first: its other trie may still be in use);
 //   3. stale ipcache prefixes are deleted last.
+// An incremental caller keeps that order with the deltas: upsertIpcache,
+// then syncEndpoints, then deleteIpcache.
 // API: `new DatapathSync(maps)`, `syncEndpoint(record, identity, entries)`,
 // `syncEndpoints(items)` (many endpoints, one batch of flips and at most one
 // outer-map batch for new endpoints: prefer it, see policy-map.ts),
