@@ -30,7 +30,7 @@ import { ipPrefixOf, type IpcacheEntry } from "../policy/ipcache.js";
 import { toBpfPolicyEntry, policyKeyText, type PolicyEntry } from "../policy/policy-key.js";
 import { encodeIpv4HostKeyInto, ipcacheKey } from "../maps/ipcache-map.js";
 import { PolicyTooLargeError } from "../maps/policy-map.js";
-import { MAP_SPECS, MapName, IpcacheEntry as IpcacheEntryCodec, IpcacheKey as IpcacheKeyCodec, type IpcacheEntry as BpfIpcacheEntry, type IpcacheKey } from "../generated/bpf-types.js";
+import { MAP_SPECS, MapName, IpcacheEntry as IpcacheEntryCodec, IpcacheKey as IpcacheKeyCodec } from "../generated/bpf-types.js";
 import type { EndpointRecord } from "../endpoint/endpoint-store.js";
 
 function macBytes(mac: string): Uint8Array {
@@ -135,35 +135,11 @@ export class DatapathSync {
 
   /** Make twill_ipcache equal to `entries`; prefixes in `local` (as written in entries) get the LOCAL flag. */
   syncIpcache(entries: readonly IpcacheEntry[], local: ReadonlySet<string>): { written: number; deleted: number } {
-    const current = this.ipcacheMirror();
-    const writes: Array<readonly [IpcacheKey, BpfIpcacheEntry]> = [];
-    const want = new Set<string>();
-    for (const e of entries) {
-      const text = this.canonicalPrefix(e.prefix);
-      want.add(text);
-      const flags = local.has(e.prefix) ? TwillIpcacheFlags.LOCAL : 0;
-      const packed = e.identity * 256 + flags;
-      if (current.get(text) === packed) continue;
-      writes.push([ipcacheKey(ipPrefixOf(e.prefix)), { identity: e.identity, flags }]);
-      current.set(text, packed);
-    }
-    try {
-      this.maps.ipcache.map.setMany(writes);
-    } catch (e: unknown) {
-      this.appliedIpcache = null; // unknown how far it got: re-read next time
-      throw e;
-    }
-    let deleted = 0;
-    for (const text of [...current.keys()]) {
-      if (want.has(text)) continue;
-      const [addr, len] = text.split("/");
-      this.maps.ipcache.delete(ipPrefixOf(`${addr ?? ""}/${len ?? ""}`));
-      current.delete(text);
-      deleted++;
-    }
-    // The memo only needs the prefixes in use.
-    if (this.canonical.size > 2 * want.size + 1024) this.canonical.clear();
-    return { written: writes.length, deleted };
+    // The same two writes a delta makes: upserts (batched), then what the map holds beyond `entries`.
+    const written = this.upsertIpcache(entries.map((e) => ({ prefix: e.prefix, identity: e.identity, local: local.has(e.prefix) })));
+    const want = new Set(entries.map((e) => this.canonicalPrefix(e.prefix)));
+    const deleted = this.deleteIpcache(this.ipcachePrefixes().filter((p) => !want.has(p)));
+    return { written, deleted };
   }
 
   /** The ipcache mirror, read from the map once (a restarted agent starts from the pinned contents). */

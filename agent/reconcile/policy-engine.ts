@@ -221,10 +221,6 @@ export class PolicyEngine {
     return out;
   }
 
-  /** Every ipcache entry in force with its local flag (what DatapathSync.syncIpcache needs after a restart). */
-  ipcacheEntries(): IpcacheChange[] {
-    return this.state ? [...this.state.claims.entries()] : [];
-  }
 
   /**
    * Forget everything derived from the cluster. The numbers it held stay held

@@ -184,6 +184,6 @@ describe("incremental policy engine", () => {
     expect(d.delta.endpoints).toEqual([]);
     expect(d.endpoints.get("c-d")?.identity).toBe(dbIdentity);
     // The local endpoint's address is flagged local.
-    expect([...engine.ipcacheEntries()].find((e) => e.prefix === "10.244.1.2/32")?.local).toBe(true);
+    expect([...d.ipcacheEntries()].find((e) => e.prefix === "10.244.1.2/32")?.local).toBe(true);
   });
 });
